@@ -1,0 +1,1 @@
+//! `${NAME}` and `${NAME:-default}` substitution in string values. TODO(helper).

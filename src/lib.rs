@@ -1,0 +1,22 @@
+//! shiplog: a Kubernetes node log collector.
+//!
+//! One copy runs on every node. It follows the container log files the kubelet writes,
+//! turns each line into a JSON record carrying its pod's metadata, and ships the records
+//! to sinks, advancing a file's offset only past lines every sink has acknowledged.
+//!
+//! # Layout
+//!
+//! Read in this order; dependencies point down the list, never up.
+//!
+//! - [`config`]: the config file, parsed and validated once at start-up.
+//! - [`decode`]: docker json-file and CRI lines, and reassembly of split lines (pure).
+//! - [`record`]: the record and its JSON rendering (pure).
+//! - [`route`]: the topic template (pure).
+//! - [`kube`]: pod identity from file names, pod metadata, and its pre-rendered fragment.
+//! - [`enrich`]: a decoded line plus its file's context becomes a rendered record (pure).
+//! - [`tail`]: finding files and reading their lines with exact offsets.
+//! - [`sink`]: destinations, batching and acknowledgements.
+//! - [`pipeline`]: wires the above into the running collector.
+
+pub mod config;
+pub mod decode;

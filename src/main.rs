@@ -1,0 +1,2 @@
+//! The `shiplog` command.
+fn main() {}
