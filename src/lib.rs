@@ -20,3 +20,9 @@
 
 pub mod config;
 pub mod decode;
+pub mod enrich;
+pub mod kube;
+pub mod parse;
+pub mod record;
+pub mod route;
+pub mod tail;

@@ -1,0 +1,220 @@
+//! The record shipped for each log line, and its JSON rendering.
+//!
+//! Pure and allocation-free on the hot path: a [`Record`] borrows everything it shows (the
+//! line, the pre-rendered `kubernetes` fragment, the topic) and [`Record::render`] appends
+//! one JSON object to a caller-owned buffer. Key order follows CONTRACT.md: `time`,
+//! `stream`, `log`, the merge key, `kubernetes`, `topic`, then the flags.
+
+/// One log line as it will be shipped. Every field is already final; rendering only copies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Record<'a> {
+    /// RFC 3339 time, from the container runtime (or the read time for undecodable lines).
+    pub time: &'a str,
+    /// `stdout` or `stderr`; `None` when the line could not be decoded.
+    pub stream: Option<&'a str>,
+    /// The line as the container wrote it.
+    pub log: &'a str,
+    /// A JSON object, as text, to embed under the merge key: the merged payload or the
+    /// fields a parser captured. Must be valid JSON: it is copied verbatim.
+    pub data: Option<&'a str>,
+    /// The pod's `kubernetes` object, pre-rendered once per file. Must be valid JSON.
+    pub kubernetes: Option<&'a str>,
+    /// The routing tag.
+    pub topic: &'a str,
+    /// Flags that tell a reader this record is not the plain line it looks like.
+    pub flags: Flags,
+    /// Why the line could not be decoded; the line then sits raw in `log`.
+    pub error: Option<&'a str>,
+}
+
+/// Marks on a record that altered or incomplete data carries. Each is rendered only when set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Flags {
+    /// A piece of a line cut by `max_line_bytes`.
+    pub truncated: bool,
+    /// A line the runtime had not finished writing when it was shipped.
+    pub partial: bool,
+    /// The line held bytes that are not UTF-8; they were replaced with U+FFFD.
+    pub invalid_utf8: bool,
+}
+
+/// How records are shaped, from the config: fixed for the life of the process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shape {
+    /// `"<merge_log_key>":`, escaped once.
+    data_key: String,
+    /// Keep `log` when `data` is present.
+    keep_log: bool,
+}
+
+impl Shape {
+    /// The shape for `merge_log_key` and `keep_log`.
+    pub fn new(merge_log_key: &str, keep_log: bool) -> Self {
+        let mut data_key = Vec::with_capacity(merge_log_key.len() + 3);
+        write_json_str(&mut data_key, merge_log_key);
+        data_key.push(b':');
+        let data_key = String::from_utf8_lossy(&data_key).into_owned();
+        Shape { data_key, keep_log }
+    }
+}
+
+impl Record<'_> {
+    /// Appends this record to `out` as one JSON object, without a newline.
+    pub fn render(&self, shape: &Shape, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"time\":");
+        write_json_str(out, self.time);
+        if let Some(stream) = self.stream {
+            out.extend_from_slice(b",\"stream\":");
+            write_json_str(out, stream);
+        }
+        if self.data.is_none() || shape.keep_log {
+            out.extend_from_slice(b",\"log\":");
+            write_json_str(out, self.log);
+        }
+        if let Some(data) = self.data {
+            out.push(b',');
+            out.extend_from_slice(shape.data_key.as_bytes());
+            out.extend_from_slice(data.as_bytes());
+        }
+        if let Some(kubernetes) = self.kubernetes {
+            out.extend_from_slice(b",\"kubernetes\":");
+            out.extend_from_slice(kubernetes.as_bytes());
+        }
+        out.extend_from_slice(b",\"topic\":");
+        write_json_str(out, self.topic);
+        let flags = [
+            (self.flags.truncated, &b",\"truncated\":true"[..]),
+            (self.flags.partial, b",\"partial\":true"),
+            (self.flags.invalid_utf8, b",\"invalid_utf8\":true"),
+        ];
+        for (set, text) in flags {
+            if set {
+                out.extend_from_slice(text);
+            }
+        }
+        if let Some(error) = self.error {
+            out.extend_from_slice(b",\"shiplog_error\":");
+            write_json_str(out, error);
+        }
+        out.push(b'}');
+    }
+}
+
+/// Appends `s` as a JSON string literal. Escapes `"`, `\` and control characters, copying
+/// the runs between them in one go.
+pub fn write_json_str(out: &mut Vec<u8>, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bytes = s.as_bytes();
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x00..=0x1f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        if escape.is_empty() {
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX[usize::from(b >> 4)]);
+            out.push(HEX[usize::from(b & 0xf)]);
+        } else {
+            out.extend_from_slice(escape);
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::{Value, json};
+
+    fn record<'a>() -> Record<'a> {
+        Record {
+            time: "2019-12-19T17:41:12.70630778Z",
+            stream: Some("stdout"),
+            log: "{\"message\":\"A new user signed up!\"}",
+            data: Some("{\"message\":\"A new user signed up!\"}"),
+            kubernetes: Some("{\"pod_name\":\"web\"}"),
+            topic: "shop",
+            flags: Flags::default(),
+            error: None,
+        }
+    }
+
+    fn render(record: &Record<'_>, shape: &Shape) -> Value {
+        let mut out = Vec::new();
+        record.render(shape, &mut out);
+        serde_json::from_slice(&out).expect("rendered record is JSON")
+    }
+
+    #[test]
+    fn a_merged_record_has_the_contract_shape() {
+        let value = render(&record(), &Shape::new("data", true));
+        assert_eq!(
+            value,
+            json!({
+                "time": "2019-12-19T17:41:12.70630778Z",
+                "stream": "stdout",
+                "log": "{\"message\":\"A new user signed up!\"}",
+                "data": {"message": "A new user signed up!"},
+                "kubernetes": {"pod_name": "web"},
+                "topic": "shop",
+            })
+        );
+    }
+
+    #[test]
+    fn keep_log_false_drops_log_only_when_data_is_present() {
+        let shape = Shape::new("data", false);
+        assert!(render(&record(), &shape).get("log").is_none());
+        let plain = Record { data: None, ..record() };
+        assert_eq!(render(&plain, &shape)["log"], "{\"message\":\"A new user signed up!\"}");
+    }
+
+    #[test]
+    fn the_merge_key_is_configurable_and_escaped() {
+        let value = render(&record(), &Shape::new("pay\"load", true));
+        assert_eq!(value["pay\"load"]["message"], "A new user signed up!");
+    }
+
+    #[test]
+    fn flags_and_errors_appear_only_when_set() {
+        let shape = Shape::new("data", true);
+        let plain = render(&record(), &shape);
+        for key in ["truncated", "partial", "invalid_utf8", "shiplog_error"] {
+            assert!(plain.get(key).is_none(), "{key} rendered without being set");
+        }
+        let flagged = Record {
+            stream: None,
+            flags: Flags { truncated: true, partial: true, invalid_utf8: true },
+            error: Some("not a CRI line: missing stream"),
+            ..record()
+        };
+        let value = render(&flagged, &shape);
+        assert_eq!(value["truncated"], true);
+        assert_eq!(value["partial"], true);
+        assert_eq!(value["invalid_utf8"], true);
+        assert_eq!(value["shiplog_error"], "not a CRI line: missing stream");
+        assert!(value.get("stream").is_none());
+    }
+
+    proptest! {
+        #[test]
+        fn any_string_renders_as_the_same_json_string(s in any::<String>()) {
+            let mut out = Vec::new();
+            write_json_str(&mut out, &s);
+            let back: String = serde_json::from_slice(&out).expect("valid JSON string");
+            prop_assert_eq!(back, s);
+        }
+    }
+}

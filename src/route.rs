@@ -1,0 +1,162 @@
+//! Topic templates: `{namespace}`, `{pod}`, `{container}`, `{label.KEY}`, `{annotation.KEY}`.
+//!
+//! Pure. A template is compiled once at start-up (an unknown placeholder is a config error)
+//! and filled once per file, never per line.
+
+use std::fmt;
+
+/// A value a template can ask for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Placeholder {
+    /// `{namespace}`
+    Namespace,
+    /// `{pod}`
+    Pod,
+    /// `{container}`
+    Container,
+    /// `{label.KEY}`
+    Label(String),
+    /// `{annotation.KEY}`
+    Annotation(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Part {
+    Literal(String),
+    Value(Placeholder),
+}
+
+/// A compiled template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template {
+    parts: Vec<Part>,
+}
+
+/// Why a template cannot be compiled.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TemplateError {
+    /// A `{` without its `}`.
+    #[error("unclosed '{{' at byte {0}")]
+    Unclosed(usize),
+    /// A placeholder this template language does not have.
+    #[error(
+        "unknown placeholder {{{0}}} (use {{namespace}}, {{pod}}, {{container}}, {{label.KEY}}, {{annotation.KEY}})"
+    )]
+    Unknown(String),
+}
+
+impl Template {
+    /// Compiles `text`; text outside braces is copied as is.
+    pub fn compile(text: &str) -> Result<Template, TemplateError> {
+        let mut parts = Vec::new();
+        let mut rest = text;
+        while let Some(open) = rest.find('{') {
+            if open > 0 {
+                parts.push(Part::Literal(rest[..open].to_owned()));
+            }
+            let after = &rest[open + 1..];
+            let close = after.find('}').ok_or(TemplateError::Unclosed(text.len() - rest.len() + open))?;
+            parts.push(Part::Value(Placeholder::parse(&after[..close])?));
+            rest = &after[close + 1..];
+        }
+        if !rest.is_empty() {
+            parts.push(Part::Literal(rest.to_owned()));
+        }
+        Ok(Template { parts })
+    }
+
+    /// Fills the template; `None` when a placeholder has no value (or an empty one).
+    pub fn fill<'a>(&self, value: impl Fn(&Placeholder) -> Option<&'a str>) -> Option<String> {
+        let mut out = String::new();
+        for part in &self.parts {
+            match part {
+                Part::Literal(text) => out.push_str(text),
+                Part::Value(placeholder) => {
+                    out.push_str(value(placeholder).filter(|v| !v.is_empty())?);
+                }
+            }
+        }
+        Some(out)
+    }
+}
+
+impl Placeholder {
+    fn parse(name: &str) -> Result<Placeholder, TemplateError> {
+        let unknown = || TemplateError::Unknown(name.to_owned());
+        match name {
+            "namespace" => Ok(Placeholder::Namespace),
+            "pod" => Ok(Placeholder::Pod),
+            "container" => Ok(Placeholder::Container),
+            _ => match name.split_once('.') {
+                Some(("label", key)) if !key.is_empty() => Ok(Placeholder::Label(key.to_owned())),
+                Some(("annotation", key)) if !key.is_empty() => {
+                    Ok(Placeholder::Annotation(key.to_owned()))
+                }
+                _ => Err(unknown()),
+            },
+        }
+    }
+}
+
+impl fmt::Display for Template {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for part in &self.parts {
+            match part {
+                Part::Literal(text) => f.write_str(text)?,
+                Part::Value(Placeholder::Namespace) => f.write_str("{namespace}")?,
+                Part::Value(Placeholder::Pod) => f.write_str("{pod}")?,
+                Part::Value(Placeholder::Container) => f.write_str("{container}")?,
+                Part::Value(Placeholder::Label(key)) => write!(f, "{{label.{key}}}")?,
+                Part::Value(Placeholder::Annotation(key)) => write!(f, "{{annotation.{key}}}")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(placeholder: &Placeholder) -> Option<&'static str> {
+        match placeholder {
+            Placeholder::Namespace => Some("shop"),
+            Placeholder::Pod => Some("web-1"),
+            Placeholder::Container => Some("nginx"),
+            Placeholder::Label(key) if key == "team" => Some("payments"),
+            Placeholder::Annotation(key) if key == "empty" => Some(""),
+            Placeholder::Label(_) | Placeholder::Annotation(_) => None,
+        }
+    }
+
+    #[test]
+    fn templates_fill_from_the_pod() {
+        let cases = [
+            ("{namespace}", Some("shop")),
+            ("logs.{namespace}.{container}", Some("logs.shop.nginx")),
+            ("{pod}", Some("web-1")),
+            ("team-{label.team}", Some("team-payments")),
+            ("fixed", Some("fixed")),
+            ("{label.missing}", None),
+            ("x-{annotation.empty}", None),
+        ];
+        for (text, expected) in cases {
+            let template = Template::compile(text).expect(text);
+            assert_eq!(template.fill(values).as_deref(), expected, "{text}");
+            assert_eq!(template.to_string(), text);
+        }
+    }
+
+    #[test]
+    fn bad_templates_are_rejected_with_the_reason() {
+        let cases = [
+            ("{namespace", "unclosed '{' at byte 0"),
+            ("a{nodename}", "unknown placeholder {nodename}"),
+            ("{label.}", "unknown placeholder {label.}"),
+        ];
+        for (text, reason) in cases {
+            let error = Template::compile(text).expect_err(text).to_string();
+            assert!(error.starts_with(reason), "{text}: {error}");
+        }
+    }
+}

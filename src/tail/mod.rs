@@ -1,0 +1,11 @@
+//! Finding log files and reading their lines with exact byte offsets.
+//!
+//! Knows files and offsets, nothing of Kubernetes or sinks. Today this is the reader that
+//! `--once` needs: every matched file read from its first byte to its end. Following files
+//! through rotation, with offsets persisted, is the tail engine's (see ARCHITECTURE.md).
+
+mod discover;
+mod reader;
+
+pub use discover::{FileSet, FoundFile};
+pub use reader::{LineEnd, LineReader, Lines};
