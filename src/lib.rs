@@ -8,21 +8,26 @@
 //!
 //! Read in this order; dependencies point down the list, never up.
 //!
+//! - [`cli`]: the command line.
 //! - [`config`]: the config file, parsed and validated once at start-up.
 //! - [`decode`]: docker json-file and CRI lines, and reassembly of split lines (pure).
 //! - [`record`]: the record and its JSON rendering (pure).
 //! - [`route`]: the topic template (pure).
+//! - [`parse`]: payloads turned into fields for `data` (the JSON merge) (pure).
 //! - [`kube`]: pod identity from file names, pod metadata, and its pre-rendered fragment.
 //! - [`enrich`]: a decoded line plus its file's context becomes a rendered record (pure).
 //! - [`tail`]: finding files and reading their lines with exact offsets.
 //! - [`sink`]: destinations, batching and acknowledgements.
 //! - [`pipeline`]: wires the above into the running collector.
 
+pub mod cli;
 pub mod config;
 pub mod decode;
 pub mod enrich;
 pub mod kube;
 pub mod parse;
+pub mod pipeline;
 pub mod record;
 pub mod route;
+pub mod sink;
 pub mod tail;

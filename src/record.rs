@@ -177,8 +177,14 @@ mod tests {
     fn keep_log_false_drops_log_only_when_data_is_present() {
         let shape = Shape::new("data", false);
         assert!(render(&record(), &shape).get("log").is_none());
-        let plain = Record { data: None, ..record() };
-        assert_eq!(render(&plain, &shape)["log"], "{\"message\":\"A new user signed up!\"}");
+        let plain = Record {
+            data: None,
+            ..record()
+        };
+        assert_eq!(
+            render(&plain, &shape)["log"],
+            "{\"message\":\"A new user signed up!\"}"
+        );
     }
 
     #[test]
@@ -196,7 +202,11 @@ mod tests {
         }
         let flagged = Record {
             stream: None,
-            flags: Flags { truncated: true, partial: true, invalid_utf8: true },
+            flags: Flags {
+                truncated: true,
+                partial: true,
+                invalid_utf8: true,
+            },
             error: Some("not a CRI line: missing stream"),
             ..record()
         };

@@ -55,7 +55,9 @@ impl Template {
                 parts.push(Part::Literal(rest[..open].to_owned()));
             }
             let after = &rest[open + 1..];
-            let close = after.find('}').ok_or(TemplateError::Unclosed(text.len() - rest.len() + open))?;
+            let close = after
+                .find('}')
+                .ok_or(TemplateError::Unclosed(text.len() - rest.len() + open))?;
             parts.push(Part::Value(Placeholder::parse(&after[..close])?));
             rest = &after[close + 1..];
         }

@@ -4,6 +4,7 @@
 //! worked out once per file in a [`FileContext`]; per line there is the JSON merge, the
 //! UTF-8 check and a copy of bytes.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use crate::decode::{DecodeError, Message};
@@ -63,7 +64,10 @@ impl Enricher {
     /// The context of a file whose path says `info`, belonging to `pod` when known.
     pub fn context(&self, info: Option<&LogFileInfo>, pod: Option<&PodMeta>) -> FileContext {
         let Some(info) = info else {
-            return FileContext { kubernetes: None, topic: self.default_topic.clone() };
+            return FileContext {
+                kubernetes: None,
+                topic: self.default_topic.clone(),
+            };
         };
         let topic = self.topic.fill(|placeholder| match placeholder {
             Placeholder::Namespace => Some(info.namespace.as_str()),
@@ -81,7 +85,11 @@ impl Enricher {
     /// Appends the record of `message` to `out`.
     pub fn render(&self, context: &FileContext, message: &Message<'_>, out: &mut Vec<u8>) {
         let log = String::from_utf8_lossy(&message.bytes);
-        let data = if self.merge_log { parse::json::object(&log) } else { None };
+        let data = if self.merge_log {
+            parse::json::object(&log)
+        } else {
+            None
+        };
         let record = Record {
             time: &message.time,
             stream: Some(message.stream.as_str()),
@@ -92,7 +100,7 @@ impl Enricher {
             flags: Flags {
                 truncated: message.truncated,
                 partial: message.partial,
-                invalid_utf8: matches!(log, std::borrow::Cow::Owned(_)),
+                invalid_utf8: matches!(log, Cow::Owned(_)),
             },
             error: None,
         };
@@ -100,17 +108,53 @@ impl Enricher {
     }
 
     /// Appends the record of a line that could not be decoded: the raw line in `log`, the
-    /// reason in `shiplog_error`, and `now` (the read time) as its time.
+    /// reason in `shiplog_error`, and `now` (the read time) as its time. `partial`: the
+    /// runtime never finished the line.
     pub fn render_undecodable(
         &self,
         context: &FileContext,
         line: &[u8],
         error: DecodeError,
         now: &str,
+        partial: bool,
+        out: &mut Vec<u8>,
+    ) {
+        let flags = Flags {
+            partial,
+            ..Flags::default()
+        };
+        self.render_raw(context, line, now, flags, &error.to_string(), out);
+    }
+
+    /// Appends the record of one piece of a line too long to hold whole: raw, flagged
+    /// `truncated`, with the reason.
+    pub fn render_raw_piece(
+        &self,
+        context: &FileContext,
+        piece: &[u8],
+        now: &str,
+        partial: bool,
+        out: &mut Vec<u8>,
+    ) {
+        let flags = Flags {
+            truncated: true,
+            partial,
+            ..Flags::default()
+        };
+        let reason = "line too long to decode: shipped raw in pieces";
+        self.render_raw(context, piece, now, flags, reason, out);
+    }
+
+    fn render_raw(
+        &self,
+        context: &FileContext,
+        line: &[u8],
+        now: &str,
+        flags: Flags,
+        reason: &str,
         out: &mut Vec<u8>,
     ) {
         let log = String::from_utf8_lossy(line);
-        let reason = error.to_string();
         let record = Record {
             time: now,
             stream: None,
@@ -118,8 +162,11 @@ impl Enricher {
             data: None,
             kubernetes: context.kubernetes.as_deref(),
             topic: &context.topic,
-            flags: Flags { invalid_utf8: matches!(log, std::borrow::Cow::Owned(_)), ..Flags::default() },
-            error: Some(&reason),
+            flags: Flags {
+                invalid_utf8: matches!(log, Cow::Owned(_)),
+                ..flags
+            },
+            error: Some(reason),
         };
         record.render(&self.shape, out);
     }

@@ -11,7 +11,10 @@ fn enricher(merge_log: bool, keep_log: bool, topic: &str) -> Enricher {
         merge_log,
         merge_log_key: "data".into(),
         keep_log,
-        fragment: FragmentOptions { labels: true, annotations: true },
+        fragment: FragmentOptions {
+            labels: true,
+            annotations: true,
+        },
         topic: Template::compile(topic).expect("valid template"),
         default_topic: "unknown".into(),
     })
@@ -57,7 +60,10 @@ fn render(enricher: &Enricher, bytes: &[u8]) -> Value {
 fn json_object_payloads_merge_under_data_and_others_stay_in_log() {
     let enricher = enricher(true, true, "{namespace}");
     let cases: [(&str, Option<Value>); 6] = [
-        (r#"{"level":"info","n":1}"#, Some(json!({"level": "info", "n": 1}))),
+        (
+            r#"{"level":"info","n":1}"#,
+            Some(json!({"level": "info", "n": 1})),
+        ),
         ("   {\"padded\": true}  ", Some(json!({"padded": true}))),
         ("[1,2,3]", None),
         ("17", None),
@@ -74,7 +80,11 @@ fn json_object_payloads_merge_under_data_and_others_stay_in_log() {
 #[test]
 fn merge_can_be_turned_off_and_log_dropped_after_a_merge() {
     let payload = br#"{"a":1}"#;
-    assert!(render(&enricher(false, true, "{namespace}"), payload).get("data").is_none());
+    assert!(
+        render(&enricher(false, true, "{namespace}"), payload)
+            .get("data")
+            .is_none()
+    );
     let dropped = render(&enricher(true, false, "{namespace}"), payload);
     assert!(dropped.get("log").is_none());
     assert_eq!(dropped["data"], json!({"a": 1}));
@@ -93,7 +103,10 @@ fn a_record_carries_time_stream_kubernetes_and_topic() {
 #[test]
 fn topics_come_from_the_template_or_fall_back_to_the_default() {
     let by_label = enricher(true, true, "logs-{label.team}");
-    assert_eq!(&*by_label.context(Some(&info()), Some(&pod())).topic, "logs-payments");
+    assert_eq!(
+        &*by_label.context(Some(&info()), Some(&pod())).topic,
+        "logs-payments"
+    );
     assert_eq!(&*by_label.context(Some(&info()), None).topic, "unknown");
     let plain = enricher(true, true, "{namespace}");
     let unnamed = plain.context(None, None);
@@ -105,7 +118,11 @@ fn invalid_utf8_is_replaced_and_flagged() {
     let record = render(&enricher(true, true, "{namespace}"), b"caf\xe9 ok");
     assert_eq!(record["log"], "caf\u{fffd} ok");
     assert_eq!(record["invalid_utf8"], true);
-    assert!(render(&enricher(true, true, "{namespace}"), "café".as_bytes()).get("invalid_utf8").is_none());
+    assert!(
+        render(&enricher(true, true, "{namespace}"), "café".as_bytes())
+            .get("invalid_utf8")
+            .is_none()
+    );
 }
 
 #[test]
@@ -114,10 +131,20 @@ fn undecodable_lines_ship_raw_with_the_reason() {
     let context = enricher.context(Some(&info()), None);
     let mut out = Vec::new();
     let now = "2026-11-25T10:00:00Z";
-    enricher.render_undecodable(&context, b"{\"log\":", DecodeError::Docker("invalid JSON"), now, &mut out);
+    enricher.render_undecodable(
+        &context,
+        b"{\"log\":",
+        DecodeError::Docker("invalid JSON"),
+        now,
+        false,
+        &mut out,
+    );
     let record: Value = serde_json::from_slice(&out).expect("record is JSON");
     assert_eq!(record["log"], "{\"log\":");
-    assert_eq!(record["shiplog_error"], "not a docker json-file line: invalid JSON");
+    assert_eq!(
+        record["shiplog_error"],
+        "not a docker json-file line: invalid JSON"
+    );
     assert_eq!(record["time"], now);
     assert!(record.get("data").is_none() && record.get("stream").is_none());
 }

@@ -49,7 +49,10 @@ impl LogFileInfo {
         }
         let mut fields = rest.splitn(3, '_');
         let (pod, namespace, container) = (fields.next()?, fields.next()?, fields.next()?);
-        if [pod, namespace, container].iter().any(|field| field.is_empty()) {
+        if [pod, namespace, container]
+            .iter()
+            .any(|field| field.is_empty())
+        {
             return None;
         }
         Some(LogFileInfo {
@@ -73,7 +76,10 @@ impl LogFileInfo {
         let pod_dir = container_dir.parent()?.file_name()?.to_str()?;
         let mut fields = pod_dir.splitn(3, '_');
         let (namespace, pod, uid) = (fields.next()?, fields.next()?, fields.next()?);
-        if [namespace, pod, uid, container].iter().any(|field| field.is_empty()) {
+        if [namespace, pod, uid, container]
+            .iter()
+            .any(|field| field.is_empty())
+        {
             return None;
         }
         Some(LogFileInfo {
@@ -115,8 +121,19 @@ mod tests {
         let no_namespace = format!("web_nginx-{ID}.log");
         let not_hex = format!("web_shop_nginx-{}.log", "z".repeat(64));
         let empty_pod = format!("_shop_nginx-{ID}.log");
-        for name in ["syslog", "app.log", &short_id, &no_namespace, &not_hex, &empty_pod] {
-            assert_eq!(LogFileInfo::from_container_link(Path::new(name)), None, "{name}");
+        for name in [
+            "syslog",
+            "app.log",
+            &short_id,
+            &no_namespace,
+            &not_hex,
+            &empty_pod,
+        ] {
+            assert_eq!(
+                LogFileInfo::from_container_link(Path::new(name)),
+                None,
+                "{name}"
+            );
         }
     }
 
@@ -126,7 +143,11 @@ mod tests {
             let path = format!("/var/log/pods/shop_web-1_5f1c-77aa/nginx/{file}");
             let info = LogFileInfo::from_pods_path(Path::new(&path)).expect(file);
             assert_eq!(
-                (info.namespace.as_str(), info.pod_name.as_str(), info.container_name.as_str()),
+                (
+                    info.namespace.as_str(),
+                    info.pod_name.as_str(),
+                    info.container_name.as_str()
+                ),
                 ("shop", "web-1", "nginx")
             );
             assert_eq!(info.pod_uid.as_deref(), Some("5f1c-77aa"));

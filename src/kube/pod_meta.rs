@@ -50,7 +50,11 @@ impl PodMeta {
         let spec = pod.spec.as_ref();
         let mut containers: Vec<ContainerMeta> = spec
             .into_iter()
-            .flat_map(|spec| spec.containers.iter().chain(spec.init_containers.iter().flatten()))
+            .flat_map(|spec| {
+                spec.containers
+                    .iter()
+                    .chain(spec.init_containers.iter().flatten())
+            })
             .map(|container| ContainerMeta {
                 name: container.name.clone(),
                 image: container.image.clone().unwrap_or_default(),
@@ -72,7 +76,9 @@ impl PodMeta {
             namespace: meta.namespace.clone()?,
             name: meta.name.clone()?,
             uid: meta.uid.clone().unwrap_or_default(),
-            host: spec.and_then(|spec| spec.node_name.clone()).unwrap_or_default(),
+            host: spec
+                .and_then(|spec| spec.node_name.clone())
+                .unwrap_or_default(),
             labels: meta.labels.clone().unwrap_or_default(),
             annotations: meta.annotations.clone().unwrap_or_default(),
             containers,
@@ -81,7 +87,9 @@ impl PodMeta {
 
     /// The container named `name`.
     pub fn container(&self, name: &str) -> Option<&ContainerMeta> {
-        self.containers.iter().find(|container| container.name == name)
+        self.containers
+            .iter()
+            .find(|container| container.name == name)
     }
 }
 
@@ -89,7 +97,10 @@ fn apply_status(containers: &mut Vec<ContainerMeta>, status: &ContainerStatus) {
     let index = match containers.iter().position(|c| c.name == status.name) {
         Some(index) => index,
         None => {
-            containers.push(ContainerMeta { name: status.name.clone(), ..Default::default() });
+            containers.push(ContainerMeta {
+                name: status.name.clone(),
+                ..Default::default()
+            });
             containers.len() - 1
         }
     };
@@ -97,7 +108,10 @@ fn apply_status(containers: &mut Vec<ContainerMeta>, status: &ContainerStatus) {
     if !status.image.is_empty() {
         container.image.clone_from(&status.image);
     }
-    let image_id = status.image_id.strip_prefix("docker-pullable://").unwrap_or(&status.image_id);
+    let image_id = status
+        .image_id
+        .strip_prefix("docker-pullable://")
+        .unwrap_or(&status.image_id);
     container.image_id = image_id.to_owned();
     let id = status.container_id.as_deref().unwrap_or_default();
     container.container_id = id.split_once("://").map_or(id, |(_, id)| id).to_owned();
@@ -146,7 +160,10 @@ pub fn render_fragment(
     let fragment = Fragment {
         pod_name: &info.pod_name,
         namespace_name: &info.namespace,
-        pod_id: pod.map(|p| p.uid.as_str()).or(info.pod_uid.as_deref()).filter(|s| non_empty(s)),
+        pod_id: pod
+            .map(|p| p.uid.as_str())
+            .or(info.pod_uid.as_deref())
+            .filter(|s| non_empty(s)),
         host: pod.map(|p| p.host.as_str()).filter(|s| non_empty(s)),
         container_name: &info.container_name,
         docker_id: info
@@ -154,10 +171,16 @@ pub fn render_fragment(
             .as_deref()
             .or(container.map(|c| c.container_id.as_str()))
             .filter(|s| non_empty(s)),
-        container_hash: container.map(|c| c.image_id.as_str()).filter(|s| non_empty(s)),
+        container_hash: container
+            .map(|c| c.image_id.as_str())
+            .filter(|s| non_empty(s)),
         container_image: container.map(|c| c.image.as_str()).filter(|s| non_empty(s)),
-        labels: pod.map(|p| &p.labels).filter(|l| options.labels && !l.is_empty()),
-        annotations: pod.map(|p| &p.annotations).filter(|a| options.annotations && !a.is_empty()),
+        labels: pod
+            .map(|p| &p.labels)
+            .filter(|l| options.labels && !l.is_empty()),
+        annotations: pod
+            .map(|p| &p.annotations)
+            .filter(|a| options.annotations && !a.is_empty()),
     };
     // Serializing borrowed strings and string maps cannot fail; the fallback keeps the
     // record valid JSON even so.
@@ -197,7 +220,10 @@ mod tests {
         }
     }
 
-    const ALL: FragmentOptions = FragmentOptions { labels: true, annotations: true };
+    const ALL: FragmentOptions = FragmentOptions {
+        labels: true,
+        annotations: true,
+    };
 
     #[test]
     fn a_known_pod_fills_every_field_from_spec_and_status() {
@@ -218,8 +244,8 @@ mod tests {
 
     #[test]
     fn an_unknown_pod_gets_what_the_file_name_carries() {
-        let fragment: Value = serde_json::from_str(&render_fragment(&info(), None, ALL))
-            .expect("fragment is JSON");
+        let fragment: Value =
+            serde_json::from_str(&render_fragment(&info(), None, ALL)).expect("fragment is JSON");
         assert_eq!(
             fragment,
             json!({"pod_name": "web-1", "namespace_name": "shop",
@@ -230,7 +256,10 @@ mod tests {
     #[test]
     fn labels_and_annotations_can_be_left_out() {
         let meta = PodMeta::from_pod(&pod()).expect("named pod");
-        let none = FragmentOptions { labels: false, annotations: false };
+        let none = FragmentOptions {
+            labels: false,
+            annotations: false,
+        };
         let fragment: Value = serde_json::from_str(&render_fragment(&info(), Some(&meta), none))
             .expect("fragment is JSON");
         assert!(fragment.get("labels").is_none() && fragment.get("annotations").is_none());
@@ -241,6 +270,9 @@ mod tests {
         let mut pod = pod();
         pod.status = None;
         let meta = PodMeta::from_pod(&pod).expect("named pod");
-        assert_eq!(meta.container("nginx").map(|c| c.image.as_str()), Some("nginx:1.27"));
+        assert_eq!(
+            meta.container("nginx").map(|c| c.image.as_str()),
+            Some("nginx:1.27")
+        );
     }
 }

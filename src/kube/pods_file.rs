@@ -37,9 +37,15 @@ pub struct PodIndex {
 impl PodIndex {
     /// Reads `path`: YAML when it ends in `.yaml`/`.yml`, JSON otherwise.
     pub fn load(path: &Path) -> Result<PodIndex, PodsFileError> {
-        let error = |reason: String| PodsFileError { path: path.to_path_buf(), reason };
+        let error = |reason: String| PodsFileError {
+            path: path.to_path_buf(),
+            reason,
+        };
         let text = std::fs::read_to_string(path).map_err(|e| error(e.to_string()))?;
-        let is_yaml = matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"));
+        let is_yaml = matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml")
+        );
         let list: PodList = if is_yaml {
             serde_yaml_ng::from_str(&text).map_err(|e| error(format!("not a v1 PodList: {e}")))?
         } else {
@@ -60,7 +66,9 @@ impl PodIndex {
 
     /// The pod `name` in `namespace`.
     pub fn get(&self, namespace: &str, name: &str) -> Option<Arc<PodMeta>> {
-        self.pods.get(&(namespace.to_owned(), name.to_owned())).cloned()
+        self.pods
+            .get(&(namespace.to_owned(), name.to_owned()))
+            .cloned()
     }
 
     /// How many pods are indexed.
@@ -92,7 +100,10 @@ items:
 ";
 
     fn write(suffix: &str, text: &str) -> tempfile::NamedTempFile {
-        let mut file = tempfile::Builder::new().suffix(suffix).tempfile().expect("temp file");
+        let mut file = tempfile::Builder::new()
+            .suffix(suffix)
+            .tempfile()
+            .expect("temp file");
         file.write_all(text.as_bytes()).expect("write");
         file
     }
@@ -113,16 +124,29 @@ items:
         let json = r#"{"kind":"PodList","apiVersion":"v1","items":[
             {"metadata":{"name":"a","namespace":"n"},"spec":{"containers":[]}}]}"#;
         let file = write(".json", json);
-        assert!(PodIndex::load(file.path()).expect("valid list").get("n", "a").is_some());
+        assert!(
+            PodIndex::load(file.path())
+                .expect("valid list")
+                .get("n", "a")
+                .is_some()
+        );
     }
 
     #[test]
     fn a_file_that_is_not_a_pod_list_names_the_path_and_the_reason() {
         let file = write(".json", r#"{"items": "nope"}"#);
-        let error = PodIndex::load(file.path()).expect_err("not a list").to_string();
-        assert!(error.starts_with(&file.path().display().to_string()), "{error}");
+        let error = PodIndex::load(file.path())
+            .expect_err("not a list")
+            .to_string();
+        assert!(
+            error.starts_with(&file.path().display().to_string()),
+            "{error}"
+        );
         assert!(error.contains("not a v1 PodList"), "{error}");
         let missing = PodIndex::load(Path::new("/nonexistent/pods.json")).expect_err("missing");
-        assert!(missing.to_string().contains("/nonexistent/pods.json"), "{missing}");
+        assert!(
+            missing.to_string().contains("/nonexistent/pods.json"),
+            "{missing}"
+        );
     }
 }

@@ -12,7 +12,9 @@ pub fn object(payload: &str) -> Option<&str> {
     if !trimmed.starts_with('{') {
         return None;
     }
-    serde_json::from_str::<&RawValue>(trimmed).ok().map(RawValue::get)
+    serde_json::from_str::<&RawValue>(trimmed)
+        .ok()
+        .map(RawValue::get)
 }
 
 #[cfg(test)]
@@ -24,7 +26,10 @@ mod tests {
     fn only_a_whole_json_object_merges() {
         let cases = [
             (r#"{"a":1}"#, Some(r#"{"a":1}"#)),
-            ("  {\"a\": [1, {\"b\": null}]}\t\r\n", Some("{\"a\": [1, {\"b\": null}]}")),
+            (
+                "  {\"a\": [1, {\"b\": null}]}\t\r\n",
+                Some("{\"a\": [1, {\"b\": null}]}"),
+            ),
             ("{}", Some("{}")),
             ("[1,2]", None),
             ("42", None),

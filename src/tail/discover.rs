@@ -38,11 +38,19 @@ impl FileSet {
     /// Compiles the globs; an invalid one is an error naming it.
     pub fn new(include: &[String], exclude: &[String]) -> Result<FileSet, GlobError> {
         let compile = |pattern: &String| {
-            Pattern::new(pattern).map_err(|source| GlobError { pattern: pattern.clone(), source })
+            Pattern::new(pattern).map_err(|source| GlobError {
+                pattern: pattern.clone(),
+                source,
+            })
         };
-        include.iter().try_for_each(|pattern| compile(pattern).map(drop))?;
+        include
+            .iter()
+            .try_for_each(|pattern| compile(pattern).map(drop))?;
         let exclude = exclude.iter().map(compile).collect::<Result<_, _>>()?;
-        Ok(FileSet { include: include.to_vec(), exclude })
+        Ok(FileSet {
+            include: include.to_vec(),
+            exclude,
+        })
     }
 
     /// The regular files matched now, each once (by target), in path order. Paths that
@@ -64,7 +72,11 @@ impl FileSet {
                     continue;
                 }
             };
-            if self.exclude.iter().any(|pattern| pattern.matches_path(&path)) {
+            if self
+                .exclude
+                .iter()
+                .any(|pattern| pattern.matches_path(&path))
+            {
                 continue;
             }
             match resolve(&path) {
@@ -82,7 +94,11 @@ impl FileSet {
 fn resolve(path: &std::path::Path) -> Result<PathBuf, String> {
     let target = std::fs::canonicalize(path).map_err(|e| format!("cannot resolve: {e}"))?;
     let metadata = std::fs::metadata(&target).map_err(|e| e.to_string())?;
-    if metadata.is_file() { Ok(target) } else { Err("not a regular file".to_owned()) }
+    if metadata.is_file() {
+        Ok(target)
+    } else {
+        Err("not a regular file".to_owned())
+    }
 }
 
 #[cfg(test)]
@@ -106,17 +122,33 @@ mod tests {
 
         let include = [format!("{}/*.log", containers.display())];
         let exclude = [format!("{}/skip*", containers.display())];
-        let (found, skipped) = FileSet::new(&include, &exclude).expect("valid globs").scan();
+        let (found, skipped) = FileSet::new(&include, &exclude)
+            .expect("valid globs")
+            .scan();
 
         let target = fs::canonicalize(pods.join("0.log")).expect("exists");
-        assert_eq!(found, vec![FoundFile { path: containers.join("a.log"), target }]);
+        assert_eq!(
+            found,
+            vec![FoundFile {
+                path: containers.join("a.log"),
+                target
+            }]
+        );
         let skipped: Vec<_> = skipped.iter().map(|(path, _)| path.clone()).collect();
-        assert_eq!(skipped, vec![containers.join("c.log"), containers.join("d.log")]);
+        assert_eq!(
+            skipped,
+            vec![containers.join("c.log"), containers.join("d.log")]
+        );
     }
 
     #[test]
     fn an_invalid_glob_is_named() {
         let error = FileSet::new(&["/var/log/[.log".to_owned()], &[]).expect_err("invalid");
-        assert!(error.to_string().starts_with("invalid glob \"/var/log/[.log\""), "{error}");
+        assert!(
+            error
+                .to_string()
+                .starts_with("invalid glob \"/var/log/[.log\""),
+            "{error}"
+        );
     }
 }

@@ -5,7 +5,9 @@
 //! through rotation, with offsets persisted, is the tail engine's (see ARCHITECTURE.md).
 
 mod discover;
+mod once;
 mod reader;
 
-pub use discover::{FileSet, FoundFile};
+pub use discover::{FileSet, FoundFile, GlobError};
+pub use once::{TailEvent, read_once};
 pub use reader::{LineEnd, LineReader, Lines};

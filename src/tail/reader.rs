@@ -61,7 +61,13 @@ impl LineReader {
         let mut file = File::open(path)?;
         file.seek(SeekFrom::Start(offset))?;
         let max_pending = max_pending.max(1);
-        Ok(LineReader { file, offset, pending: Vec::new(), max_pending, after_cut: false })
+        Ok(LineReader {
+            file,
+            offset,
+            pending: Vec::new(),
+            max_pending,
+            after_cut: false,
+        })
     }
 
     /// The offset of the first byte not yet returned.
@@ -76,7 +82,9 @@ impl LineReader {
         loop {
             let mut buf = std::mem::take(&mut self.pending);
             let scanned = buf.len();
-            let read = (&mut self.file).take(READ_SIZE as u64).read_to_end(&mut buf)?;
+            let read = (&mut self.file)
+                .take(READ_SIZE as u64)
+                .read_to_end(&mut buf)?;
             if let Some(last) = memchr::memrchr(b'\n', &buf[scanned..]) {
                 self.pending = buf.split_off(scanned + last + 1);
                 return Ok(Some(self.take(buf, LineEnd::Newline)));
@@ -106,7 +114,13 @@ impl LineReader {
         let start = self.offset;
         self.offset += data.len() as u64;
         let continued = std::mem::replace(&mut self.after_cut, end_kind == LineEnd::Cut);
-        Lines { data, start, end: self.offset, end_kind, continued }
+        Lines {
+            data,
+            start,
+            end: self.offset,
+            end_kind,
+            continued,
+        }
     }
 }
 

@@ -26,18 +26,37 @@ fn lines_come_with_their_offsets_and_the_unterminated_end_waits() {
     let file = file_with(b"one\ntwo\nthr");
     let mut reader = LineReader::open(file.path(), 0, 1024).expect("open");
     let lines = reader.read_lines().expect("read").expect("two lines");
-    assert_eq!((lines.data.as_slice(), lines.start, lines.end), (&b"one\ntwo\n"[..], 0, 8));
+    assert_eq!(
+        (lines.data.as_slice(), lines.start, lines.end),
+        (&b"one\ntwo\n"[..], 0, 8)
+    );
     assert_eq!(lines.end_kind, LineEnd::Newline);
-    assert_eq!(reader.read_lines().expect("read"), None, "an unfinished line waits");
+    assert_eq!(
+        reader.read_lines().expect("read"),
+        None,
+        "an unfinished line waits"
+    );
     assert_eq!(reader.offset(), 8);
 
-    let mut writer = OpenOptions::new().append(true).open(file.path()).expect("open");
+    let mut writer = OpenOptions::new()
+        .append(true)
+        .open(file.path())
+        .expect("open");
     writer.write_all(b"ee\nfour").expect("append");
-    let lines = reader.read_lines().expect("read").expect("the finished line");
-    assert_eq!((lines.data.as_slice(), lines.start, lines.end), (&b"three\n"[..], 8, 14));
+    let lines = reader
+        .read_lines()
+        .expect("read")
+        .expect("the finished line");
+    assert_eq!(
+        (lines.data.as_slice(), lines.start, lines.end),
+        (&b"three\n"[..], 8, 14)
+    );
 
     let rest = reader.take_unterminated().expect("pending bytes");
-    assert_eq!((rest.data.as_slice(), rest.end_kind), (&b"four"[..], LineEnd::EndOfFile));
+    assert_eq!(
+        (rest.data.as_slice(), rest.end_kind),
+        (&b"four"[..], LineEnd::EndOfFile)
+    );
     assert_eq!(reader.take_unterminated(), None);
 }
 
@@ -46,7 +65,10 @@ fn reading_resumes_at_an_offset() {
     let file = file_with(b"one\ntwo\n");
     let mut reader = LineReader::open(file.path(), 4, 1024).expect("open");
     let lines = reader.read_lines().expect("read").expect("a line");
-    assert_eq!((lines.data.as_slice(), lines.start, lines.end), (&b"two\n"[..], 4, 8));
+    assert_eq!(
+        (lines.data.as_slice(), lines.start, lines.end),
+        (&b"two\n"[..], 4, 8)
+    );
 }
 
 #[test]
@@ -56,7 +78,13 @@ fn a_line_with_no_newline_within_the_limit_is_cut_into_pieces_in_order() {
     let chunks = read_all(&mut reader);
     let summary: Vec<_> = chunks
         .iter()
-        .map(|c| (String::from_utf8_lossy(&c.data).into_owned(), c.end_kind, c.continued))
+        .map(|c| {
+            (
+                String::from_utf8_lossy(&c.data).into_owned(),
+                c.end_kind,
+                c.continued,
+            )
+        })
         .collect();
     assert_eq!(
         summary,

@@ -1,0 +1,84 @@
+//! Destinations for records, and the machinery they share: batching, retry, acknowledgement.
+//!
+//! Knows rendered records and where they go; nothing of tailing. A sink only encodes, sends
+//! and classifies its errors ([`SendError`]); batching ([`batch`]) and retrying forever with
+//! backoff ([`retry`]) are written once, in [`task::run`]. A batch is acknowledged only once
+//! the sink says it is delivered, and only acknowledged chunks let file offsets advance.
+
+pub mod batch;
+mod file;
+pub mod retry;
+mod stdout;
+pub mod task;
+
+use std::sync::Arc;
+
+use crate::config::{SinkConfig, SinkKind};
+
+pub use batch::{AckId, Batch, BatchLimits, Rendered};
+pub use file::FileSink;
+pub use stdout::StdoutSink;
+
+/// A destination. A closed set: adding one means adding a variant and a file.
+#[derive(Debug)]
+pub enum Sink {
+    /// One JSON record per line on standard output.
+    Stdout(StdoutSink),
+    /// One JSON record per line appended to a file.
+    File(FileSink),
+    /// Discards records and acknowledges them at once (benchmarks).
+    Null,
+}
+
+/// Why a batch was not delivered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// A passing failure (disk full, network, throttling): send the same batch again later.
+    #[error("{0} (will retry)")]
+    Retry(String),
+    /// The sink can never deliver again (its output was closed): stop the pipeline without
+    /// acknowledging, so nothing undelivered is committed.
+    #[error("{0}")]
+    Fatal(String),
+}
+
+/// A sink that could not be set up at start-up.
+#[derive(Debug, thiserror::Error)]
+#[error("sinks.{name}: {reason}")]
+pub struct OpenError {
+    /// The sink's name.
+    pub name: String,
+    /// What went wrong.
+    pub reason: String,
+}
+
+impl Sink {
+    /// Sets up the sink `config` describes.
+    pub fn open(config: &SinkConfig) -> Result<Sink, OpenError> {
+        match &config.kind {
+            SinkKind::Stdout => Ok(Sink::Stdout(StdoutSink::new())),
+            SinkKind::File { path } => {
+                FileSink::open(path)
+                    .map(Sink::File)
+                    .map_err(|reason| OpenError {
+                        name: config.name.clone(),
+                        reason,
+                    })
+            }
+            SinkKind::Null => Ok(Sink::Null),
+        }
+    }
+
+    /// Delivers `batch`; `Ok` means durably delivered, as far as this destination allows.
+    pub async fn send(&mut self, batch: &Batch) -> Result<(), SendError> {
+        match self {
+            // Local writes of one batch are short; block_in_place keeps other tasks running.
+            Sink::Stdout(sink) => tokio::task::block_in_place(|| sink.send(batch)),
+            Sink::File(sink) => tokio::task::block_in_place(|| sink.send(batch)),
+            Sink::Null => Ok(()),
+        }
+    }
+}
+
+/// The chunks a sink has delivered, reported back to whoever tracks acknowledgements.
+pub type Delivered = Vec<Arc<Rendered>>;

@@ -1,0 +1,121 @@
+//! The loop every sink runs: gather chunks into batches, send, retry forever, report.
+//!
+//! One task per sink. It owns its [`Sink`]; chunks arrive on a bounded channel (a slow sink
+//! fills it and so slows reading: backpressure, not loss), and delivered chunks go back on
+//! `delivered` so their offsets may advance. A batch that fails with
+//! [`SendError::Retry`] is sent again, after a backoff, until it goes through.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio::time::sleep_until;
+
+use super::batch::BatchLimits;
+use super::retry::Backoff;
+use super::{Batch, Delivered, Rendered, SendError, Sink};
+
+/// A sink with its batching and the channels around it.
+#[derive(Debug)]
+pub struct SinkTask {
+    /// The sink's name, for logs and errors.
+    pub name: String,
+    /// The destination.
+    pub sink: Sink,
+    /// When a batch is sent.
+    pub limits: BatchLimits,
+    /// Chunks to deliver, in file order.
+    pub input: mpsc::Receiver<Arc<Rendered>>,
+    /// Where delivered chunks are reported.
+    pub delivered: mpsc::Sender<Delivered>,
+}
+
+/// What a sink did, for the run summary.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SinkStats {
+    /// The sink's name.
+    pub name: String,
+    /// Records delivered.
+    pub records: u64,
+    /// Failed attempts that were retried.
+    pub retries: u64,
+}
+
+/// A sink that stopped for good.
+#[derive(Debug, thiserror::Error)]
+#[error("sink {name}: {reason}")]
+pub struct SinkFailed {
+    /// The sink's name.
+    pub name: String,
+    /// Why it stopped.
+    pub reason: String,
+}
+
+impl SinkTask {
+    /// Runs until `input` is closed and everything received has been delivered.
+    pub async fn run(mut self) -> Result<SinkStats, SinkFailed> {
+        let mut batch = Batch::default();
+        let mut stats = SinkStats {
+            name: self.name.clone(),
+            ..SinkStats::default()
+        };
+        let seed = Instant::now().elapsed().subsec_nanos().into();
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(30), seed);
+        loop {
+            let deadline = batch.deadline(&self.limits);
+            let far = Instant::now() + Duration::from_secs(3600);
+            tokio::select! {
+                chunk = self.input.recv() => match chunk {
+                    Some(chunk) => batch.push(chunk, Instant::now()),
+                    None => break,
+                },
+                () = sleep_until(deadline.unwrap_or(far).into()), if deadline.is_some() => {
+                    self.deliver(&mut batch, &mut backoff, &mut stats).await?;
+                }
+            }
+            if batch.is_full(&self.limits) {
+                self.deliver(&mut batch, &mut backoff, &mut stats).await?;
+            }
+        }
+        self.deliver(&mut batch, &mut backoff, &mut stats).await?;
+        Ok(stats)
+    }
+
+    /// Sends `batch` until it is delivered, then reports its chunks.
+    async fn deliver(
+        &mut self,
+        batch: &mut Batch,
+        backoff: &mut Backoff,
+        stats: &mut SinkStats,
+    ) -> Result<(), SinkFailed> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        loop {
+            match self.sink.send(batch).await {
+                Ok(()) => break,
+                Err(SendError::Retry(reason)) => {
+                    stats.retries += 1;
+                    let delay = backoff.next_delay();
+                    tracing::warn!(sink = %self.name, %reason, ?delay, "send failed, retrying");
+                    tokio::time::sleep(delay).await;
+                }
+                Err(SendError::Fatal(reason)) => return Err(self.failed(reason)),
+            }
+        }
+        backoff.reset();
+        stats.records += batch.events() as u64;
+        let chunks = batch.take();
+        self.delivered
+            .send(chunks)
+            .await
+            .map_err(|_| self.failed("acknowledgements are no longer read".to_owned()))
+    }
+
+    fn failed(&self, reason: String) -> SinkFailed {
+        SinkFailed {
+            name: self.name.clone(),
+            reason,
+        }
+    }
+}
