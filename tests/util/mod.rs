@@ -1,0 +1,96 @@
+//! Test helpers: a throw-away node tree (kubelet-style log files and symlinks), a config
+//! for it, and the real `shiplog` binary run against it (ripgrep's `tests/util.rs` idea).
+
+#![allow(dead_code)] // each test binary uses a different part of this module
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+/// A 64-hex container id made from a short tag, so tests stay readable.
+pub fn container_id(tag: &str) -> String {
+    format!("{tag:0>64}")
+}
+
+/// A temporary node: `var/log/pods/...` files, `var/log/containers/...` links, a config.
+pub struct Node {
+    dir: tempfile::TempDir,
+}
+
+impl Node {
+    pub fn new() -> Node {
+        Node { dir: tempfile::tempdir().expect("temp dir") }
+    }
+
+    pub fn path(&self, relative: &str) -> PathBuf {
+        self.dir.path().join(relative)
+    }
+
+    /// Writes a container's log file the way the kubelet lays it out, and its symlink.
+    /// Returns the file's path under `var/log/pods`.
+    pub fn container_log(&self, namespace: &str, pod: &str, container: &str, content: &[u8]) -> PathBuf {
+        let pod_dir = format!("var/log/pods/{namespace}_{pod}_uid-{pod}/{container}");
+        let file = self.path(&pod_dir).join("0.log");
+        fs::create_dir_all(file.parent().expect("has a parent")).expect("mkdir");
+        fs::write(&file, content).expect("write log");
+        let links = self.path("var/log/containers");
+        fs::create_dir_all(&links).expect("mkdir");
+        let id = container_id(&format!("{:x}", content.len() + pod.len()));
+        let link = links.join(format!("{pod}_{namespace}_{container}-{id}.log"));
+        std::os::unix::fs::symlink(&file, &link).expect("symlink");
+        file
+    }
+
+    /// Writes `shiplog.toml`: the node's container logs, metadata off unless `extra` says
+    /// otherwise, records to `out.jsonl`. `extra` is appended verbatim.
+    pub fn config(&self, extra: &str) -> PathBuf {
+        let text = format!(
+            "[tail]\ninclude = [\"var/log/containers/*.log\"]\n\
+             [state]\npath = \"state.db\"\n\
+             [server]\nlisten = \"\"\n\
+             [sinks.out]\ntype = \"file\"\npath = \"out.jsonl\"\n{extra}"
+        );
+        self.write("shiplog.toml", text.as_bytes())
+    }
+
+    pub fn write(&self, relative: &str, content: &[u8]) -> PathBuf {
+        let path = self.path(relative);
+        fs::create_dir_all(path.parent().expect("has a parent")).expect("mkdir");
+        fs::write(&path, content).expect("write");
+        path
+    }
+
+    /// The records the file sink wrote, in order.
+    pub fn records(&self) -> Vec<Value> {
+        let text = fs::read_to_string(self.path("out.jsonl")).unwrap_or_default();
+        text.lines().map(|line| serde_json::from_str(line).expect("each record is JSON")).collect()
+    }
+}
+
+/// Runs the real binary with `args`.
+pub fn shiplog(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_shiplog"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("shiplog runs")
+}
+
+/// Runs `shiplog --config CONFIG --once` and insists it succeeded.
+pub fn run_once(config: &Path) -> Output {
+    let output = shiplog(&["--config", config.to_str().expect("UTF-8 path"), "--once"]);
+    assert!(
+        output.status.success(),
+        "shiplog failed: {}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// The stderr of a run, as text.
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
