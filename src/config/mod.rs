@@ -15,6 +15,8 @@ mod env;
 mod error;
 mod file;
 mod resolve;
+#[cfg(test)]
+mod tests;
 mod units;
 
 use std::net::SocketAddr;
