@@ -4,21 +4,40 @@
 //! field here is already parsed and validated, and every error names the file, the key and
 //! the reason. Relative paths and globs in the file are resolved against the folder that
 //! holds the config file, so a config works whatever the current directory.
+//!
+//! Loading runs in four steps, each in its own file: the TOML text is parsed into a tree,
+//! `${NAME}` references in its string values are substituted (`env.rs`), the tree is read
+//! into the file's shape with durations and sizes parsed (`file.rs`, `units.rs`), and that
+//! shape is resolved and checked into [`Config`] (`resolve.rs`). Errors are
+//! [`ConfigError`]s naming the file, the dotted key and the reason (`error.rs`).
 
 mod env;
 mod error;
+mod file;
+mod resolve;
+#[cfg(test)]
+mod tests;
 mod units;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use serde::Deserialize;
+
 pub use error::ConfigError;
 
+use resolve::Origin;
+
 /// The whole configuration.
+///
+/// Relative paths in the file (`state.path`, `kubernetes.kubeconfig`,
+/// `kubernetes.pods_file`, `parsers.dirs`, a file sink's `path`) and relative
+/// `tail.include` / `tail.exclude` globs are resolved against the folder that holds the
+/// config file, not the current directory; here they are all absolute.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
-    /// The file this configuration was read from.
+    /// The file this configuration was read from, made absolute.
     pub source: PathBuf,
     /// `[tail]`: which files to follow and how.
     pub tail: TailConfig,
@@ -41,22 +60,25 @@ pub struct Config {
 /// `[tail]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TailConfig {
-    /// Globs of files to follow, absolute. Default `["/var/log/containers/*.log"]`.
+    /// Globs of files to follow, absolute; at least one. Default
+    /// `["/var/log/containers/*.log"]`.
     pub include: Vec<String>,
     /// Globs of files never to follow, absolute. Default empty.
     pub exclude: Vec<String>,
     /// Where a file with no checkpoint, present at first start, is read from. Default head.
     pub read_from: ReadFrom,
-    /// Longer lines are cut into pieces flagged `truncated`. Default 256 KiB.
+    /// Longer lines are cut into pieces flagged `truncated`. At least 1 KiB, and no more
+    /// than `pipeline.memory_limit`. Default 256 KiB.
     pub max_line_bytes: usize,
-    /// How often the include globs are evaluated again. Default 5 s.
+    /// How often the include globs are evaluated again; never zero. Default 5 s.
     pub rescan_interval: Duration,
     /// How long a rotated or deleted file stays open after its last read. Default 30 s.
     pub rotate_wait: Duration,
 }
 
-/// `tail.read_from`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// `tail.read_from`: `"head"` or `"tail"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ReadFrom {
     /// From the first byte.
     Head,
@@ -69,20 +91,21 @@ pub enum ReadFrom {
 pub struct StateConfig {
     /// The SQLite checkpoint database. Default `/var/lib/shiplog/state.db`.
     pub path: PathBuf,
-    /// How often acknowledged offsets are committed. Default 1 s.
+    /// How often acknowledged offsets are committed; never zero. Default 1 s.
     pub commit_interval: Duration,
 }
 
 /// `[pipeline]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PipelineConfig {
-    /// In-flight bytes above which reading pauses. Default 64 MiB.
+    /// In-flight bytes above which reading pauses; at least `tail.max_line_bytes`, so the
+    /// longest line always fits. Default 64 MiB.
     pub memory_limit: u64,
-    /// A batch is sent when it holds this many records. Default 1000.
+    /// A batch is sent when it holds this many records; at least 1. Default 1000.
     pub batch_max_events: usize,
-    /// A batch is sent when it holds this many bytes. Default 1 MiB.
+    /// A batch is sent when it holds this many bytes; at least 1. Default 1 MiB.
     pub batch_max_bytes: u64,
-    /// A batch is sent when its oldest record has waited this long. Default 1 s.
+    /// A batch is sent when its oldest record has waited this long; never zero. Default 1 s.
     pub batch_timeout: Duration,
     /// How long shutdown may take to drain in-flight batches. Default 30 s.
     pub shutdown_timeout: Duration,
@@ -93,13 +116,14 @@ pub struct PipelineConfig {
 pub struct KubernetesConfig {
     /// Where pod metadata comes from. Default api.
     pub metadata: MetadataSource,
-    /// This node's name (`spec.nodeName` of the pods to watch). Default `${NODE_NAME}`,
-    /// empty when that variable is unset.
+    /// This node's name (`spec.nodeName` of the pods to watch); not empty when `metadata`
+    /// is api. Default: the `NODE_NAME` environment variable, empty when it is unset.
     pub node_name: String,
-    /// A kubeconfig file; `None` means in-cluster config, then `KUBECONFIG`, then
-    /// `~/.kube/config`. Default `None`.
+    /// A kubeconfig file; `None` (`""` in the file) means in-cluster config, then
+    /// `KUBECONFIG`, then `~/.kube/config`. Default `None`.
     pub kubeconfig: Option<PathBuf>,
-    /// The PodList (JSON or YAML) read when `metadata = "file"`. Required then.
+    /// The PodList (JSON or YAML) read when `metadata = "file"`. Required then; `None`
+    /// (`""` in the file) otherwise by default.
     pub pods_file: Option<PathBuf>,
     /// Annotation prefixes that steer shiplog. Default `["shiplog.io", "fluentbit.io"]`.
     pub annotation_prefixes: Vec<String>,
@@ -109,18 +133,19 @@ pub struct KubernetesConfig {
     pub include_annotations: bool,
     /// How long a deleted pod's metadata stays cached. Default 5 min.
     pub deleted_pod_grace: Duration,
-    /// How many pods' metadata the cache holds. Default 4096.
+    /// How many pods' metadata the cache holds; at least 1. Default 4096.
     pub cache_capacity: usize,
     /// Merge a JSON object payload into the record under `merge_log_key`. Default true.
     pub merge_log: bool,
-    /// The key merged fields go under. Default `data`.
+    /// The key merged fields go under; not empty when `merge_log`. Default `data`.
     pub merge_log_key: String,
     /// Keep the original line in `log` when it was merged or parsed. Default true.
     pub keep_log: bool,
 }
 
-/// `kubernetes.metadata`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// `kubernetes.metadata`: `"api"`, `"file"` or `"off"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum MetadataSource {
     /// A watch on the Kubernetes API.
     Api,
@@ -142,7 +167,7 @@ pub struct ParsersConfig {
 pub struct RouteConfig {
     /// The topic template. Default `{namespace}`.
     pub topic: String,
-    /// The topic when the template cannot be filled. Default `unknown`.
+    /// The topic when the template cannot be filled; not empty. Default `unknown`.
     pub default_topic: String,
 }
 
@@ -157,7 +182,7 @@ pub struct ServerConfig {
 /// `[sinks.<name>]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SinkConfig {
-    /// The table's name, unique.
+    /// The table's name, unique and not empty.
     pub name: String,
     /// The destination and its settings.
     pub kind: SinkKind,
@@ -170,7 +195,7 @@ pub enum SinkKind {
     Stdout,
     /// One JSON record per line appended to `path`.
     File {
-        /// The file, created if missing.
+        /// The file, created if missing; no two file sinks share one.
         path: PathBuf,
     },
     /// Discards records, acknowledging at once (benchmarks).
@@ -178,13 +203,37 @@ pub enum SinkKind {
 }
 
 impl Config {
-    /// Reads, substitutes, parses and validates the config file at `path`.
+    /// Reads, substitutes, parses and validates the config file at `path`, taking
+    /// `${NAME}` values from the process environment.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        Err(ConfigError::new(
-            path,
-            "",
-            "config loading is not implemented yet",
-        ))
+        Config::load_with_env(path, &|name| std::env::var(name).ok())
+    }
+
+    /// [`Config::load`] with the environment given as a lookup (`None`: not set).
+    pub fn load_with_env(
+        path: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|error| {
+            ConfigError::new(path, "", format!("cannot read the config file: {error}"))
+        })?;
+        Config::from_toml(&text, path, env)
+    }
+
+    /// Parses config `text` as if read from the file at `path`: errors name `path`, and
+    /// relative paths are resolved against its folder. The file itself is not read.
+    pub fn from_toml(
+        text: &str,
+        path: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let mut tree: toml::Table =
+            toml::from_str(text).map_err(|e| ConfigError::from_syntax(path, text, &e))?;
+        env::substitute_table(&mut tree, env)
+            .map_err(|e| ConfigError::new(path, e.key, e.reason))?;
+        let shape: file::ConfigFile = serde_path_to_error::deserialize(tree)
+            .map_err(|e| ConfigError::from_serde(path, "", &e))?;
+        resolve::resolve(shape, &Origin::new(path, env))
     }
 
     /// The folder relative paths in the config file are resolved against.

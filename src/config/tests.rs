@@ -1,0 +1,665 @@
+//! `Config::load` end to end: real files in a temporary folder, a fake environment.
+
+use std::error::Error;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tempfile::TempDir;
+
+use super::*;
+
+type TestResult = Result<(), Box<dyn Error>>;
+
+/// The one sink most cases need.
+const STDOUT_SINK: &str = "[sinks.out]\ntype = \"stdout\"\n";
+
+fn env(name: &str) -> Option<String> {
+    match name {
+        "NODE_NAME" => Some("node-1".to_string()),
+        "LOGDIR" => Some("/data/logs".to_string()),
+        "EMPTY" => Some(String::new()),
+        _ => None,
+    }
+}
+
+fn no_env(_: &str) -> Option<String> {
+    None
+}
+
+/// Writes `text` as `shiplog.toml` in `dir` and loads it with the fake environment.
+fn load_in(dir: &Path, text: &str) -> Result<Result<Config, ConfigError>, std::io::Error> {
+    let path = dir.join("shiplog.toml");
+    std::fs::write(&path, text)?;
+    Ok(Config::load_with_env(&path, &env))
+}
+
+/// Like [`load_in`], in a fresh temporary folder, returned so it lives as long as the test.
+fn load(text: &str) -> Result<(TempDir, Result<Config, ConfigError>), std::io::Error> {
+    let dir = tempfile::tempdir()?;
+    let loaded = load_in(dir.path(), text)?;
+    Ok((dir, loaded))
+}
+
+/// CONTRACT.md's defaults, with relative defaults resolved in `dir`.
+fn default_config(dir: &Path) -> Config {
+    Config {
+        source: dir.join("shiplog.toml"),
+        tail: TailConfig {
+            include: vec!["/var/log/containers/*.log".to_string()],
+            exclude: vec![],
+            read_from: ReadFrom::Head,
+            max_line_bytes: 256 * 1024,
+            rescan_interval: Duration::from_secs(5),
+            rotate_wait: Duration::from_secs(30),
+        },
+        state: StateConfig {
+            path: PathBuf::from("/var/lib/shiplog/state.db"),
+            commit_interval: Duration::from_secs(1),
+        },
+        pipeline: PipelineConfig {
+            memory_limit: 64 * 1024 * 1024,
+            batch_max_events: 1000,
+            batch_max_bytes: 1024 * 1024,
+            batch_timeout: Duration::from_secs(1),
+            shutdown_timeout: Duration::from_secs(30),
+        },
+        kubernetes: KubernetesConfig {
+            metadata: MetadataSource::Api,
+            node_name: "node-1".to_string(),
+            kubeconfig: None,
+            pods_file: None,
+            annotation_prefixes: vec!["shiplog.io".to_string(), "fluentbit.io".to_string()],
+            include_labels: true,
+            include_annotations: true,
+            deleted_pod_grace: Duration::from_secs(300),
+            cache_capacity: 4096,
+            merge_log: true,
+            merge_log_key: "data".to_string(),
+            keep_log: true,
+        },
+        parsers: ParsersConfig {
+            dirs: vec![dir.join("parsers")],
+        },
+        route: RouteConfig {
+            topic: "{namespace}".to_string(),
+            default_topic: "unknown".to_string(),
+        },
+        server: ServerConfig {
+            listen: Some(SocketAddr::from(([127, 0, 0, 1], 2020))),
+        },
+        sinks: vec![SinkConfig {
+            name: "out".to_string(),
+            kind: SinkKind::Stdout,
+        }],
+    }
+}
+
+#[test]
+fn a_file_with_one_stdout_sink_gets_every_default_of_the_contract() -> TestResult {
+    let (dir, loaded) = load(STDOUT_SINK)?;
+    assert_eq!(loaded?, default_config(dir.path()));
+    Ok(())
+}
+
+/// CONTRACT.md's example, its sink made a stdout one: every value in it is the default.
+const CONTRACT_EXAMPLE: &str = r#"
+[tail]
+include = ["/var/log/containers/*.log"]   # globs
+exclude = []                              # globs
+read_from = "head"          # "head" | "tail": start of a file with no checkpoint seen at first start
+max_line_bytes = "256KiB"   # longer lines are cut into flagged pieces, never dropped
+rescan_interval = "5s"
+rotate_wait = "30s"         # how long a rotated or deleted file is kept open after its last read
+
+[state]
+path = "/var/lib/shiplog/state.db"       # SQLite
+commit_interval = "1s"
+
+[pipeline]
+memory_limit = "64MiB"      # in-flight bytes; tailing pauses above it
+batch_max_events = 1000
+batch_max_bytes = "1MiB"
+batch_timeout = "1s"
+shutdown_timeout = "30s"
+
+[kubernetes]
+metadata = "api"            # "api" | "file" | "off"
+node_name = "${NODE_NAME}"
+kubeconfig = ""             # empty: in-cluster config, then KUBECONFIG / ~/.kube/config
+pods_file = ""              # metadata = "file": a v1 PodList as JSON or YAML
+annotation_prefixes = ["shiplog.io", "fluentbit.io"]
+include_labels = true
+include_annotations = true
+deleted_pod_grace = "5m"
+cache_capacity = 4096
+merge_log = true
+merge_log_key = "data"
+keep_log = true
+
+[parsers]
+dirs = ["parsers"]          # every *.toml in these folders defines parsers
+
+[route]
+topic = "{namespace}"       # template: {namespace} {pod} {container} {label.KEY} {annotation.KEY}
+default_topic = "unknown"   # when the template cannot be filled
+
+[server]
+listen = "127.0.0.1:2020"   # /healthz /readyz /metrics ; "" disables
+
+[sinks.out]
+type = "stdout"
+"#;
+
+#[test]
+fn the_contracts_example_file_spells_out_the_defaults() -> TestResult {
+    let (dir, loaded) = load(CONTRACT_EXAMPLE)?;
+    assert_eq!(loaded?, default_config(dir.path()));
+    Ok(())
+}
+
+#[test]
+fn every_section_can_be_overridden() -> TestResult {
+    let text = r#"
+        [tail]
+        include = ["${LOGDIR}/*.log", "/var/log/pods/**/*.log"]
+        exclude = ["${LOGDIR}/skip-*.log"]
+        read_from = "tail"
+        max_line_bytes = "64KiB"
+        rescan_interval = "500ms"
+        rotate_wait = "1m"
+
+        [state]
+        path = "/srv/state.db"
+        commit_interval = "2s"
+
+        [pipeline]
+        memory_limit = "1GB"
+        batch_max_events = 10
+        batch_max_bytes = 65536
+        batch_timeout = "250ms"
+        shutdown_timeout = "1h"
+
+        [kubernetes]
+        metadata = "file"
+        node_name = "${UNSET:-node-7}"
+        kubeconfig = "/etc/kube/config"
+        pods_file = "/srv/pods.yaml"
+        annotation_prefixes = ["example.com"]
+        include_labels = false
+        include_annotations = false
+        deleted_pod_grace = "0s"
+        cache_capacity = 16
+        merge_log = false
+        merge_log_key = ""
+        keep_log = false
+
+        [parsers]
+        dirs = ["/etc/shiplog/parsers", "/usr/share/shiplog/parsers"]
+
+        [route]
+        topic = "{namespace}.{label.app}"
+        default_topic = "orphans"
+
+        [server]
+        listen = ""
+
+        [sinks.zz_null]
+        type = "null"
+
+        [sinks.archive]
+        type = "file"
+        path = "/srv/out.jsonl"
+
+        [sinks.console]
+        type = "stdout"
+    "#;
+    let (dir, loaded) = load(text)?;
+    let want = Config {
+        source: dir.path().join("shiplog.toml"),
+        tail: TailConfig {
+            include: vec!["/data/logs/*.log".into(), "/var/log/pods/**/*.log".into()],
+            exclude: vec!["/data/logs/skip-*.log".into()],
+            read_from: ReadFrom::Tail,
+            max_line_bytes: 64 * 1024,
+            rescan_interval: Duration::from_millis(500),
+            rotate_wait: Duration::from_secs(60),
+        },
+        state: StateConfig {
+            path: "/srv/state.db".into(),
+            commit_interval: Duration::from_secs(2),
+        },
+        pipeline: PipelineConfig {
+            memory_limit: 1_000_000_000,
+            batch_max_events: 10,
+            batch_max_bytes: 65536,
+            batch_timeout: Duration::from_millis(250),
+            shutdown_timeout: Duration::from_secs(3600),
+        },
+        kubernetes: KubernetesConfig {
+            metadata: MetadataSource::File,
+            node_name: "node-7".into(),
+            kubeconfig: Some("/etc/kube/config".into()),
+            pods_file: Some("/srv/pods.yaml".into()),
+            annotation_prefixes: vec!["example.com".into()],
+            include_labels: false,
+            include_annotations: false,
+            deleted_pod_grace: Duration::ZERO,
+            cache_capacity: 16,
+            merge_log: false,
+            merge_log_key: String::new(),
+            keep_log: false,
+        },
+        parsers: ParsersConfig {
+            dirs: vec![
+                "/etc/shiplog/parsers".into(),
+                "/usr/share/shiplog/parsers".into(),
+            ],
+        },
+        route: RouteConfig {
+            topic: "{namespace}.{label.app}".into(),
+            default_topic: "orphans".into(),
+        },
+        server: ServerConfig { listen: None },
+        sinks: vec![
+            SinkConfig {
+                name: "archive".into(),
+                kind: SinkKind::File {
+                    path: "/srv/out.jsonl".into(),
+                },
+            },
+            SinkConfig {
+                name: "console".into(),
+                kind: SinkKind::Stdout,
+            },
+            SinkConfig {
+                name: "zz_null".into(),
+                kind: SinkKind::Null,
+            },
+        ],
+    };
+    assert_eq!(loaded?, want);
+    Ok(())
+}
+
+#[test]
+fn relative_paths_and_globs_are_resolved_against_the_config_files_folder() -> TestResult {
+    let text = r#"
+        [tail]
+        include = ["logs/*.log", "./more/*.log", "/abs/*.log"]
+        exclude = ["logs/skip-*.log"]
+        [state]
+        path = "state/./state.db"
+        [kubernetes]
+        metadata = "file"
+        kubeconfig = "kube/config"
+        pods_file = "./fixtures/pods.yaml"
+        [parsers]
+        dirs = ["parsers", "../shared/parsers", "/etc/shiplog/parsers"]
+        [sinks.out]
+        type = "file"
+        path = "out/records.jsonl"
+    "#;
+    let (dir, loaded) = load(text)?;
+    let config = loaded?;
+    let base = dir.path();
+    let glob_base = base.to_str().ok_or("temporary folder is not UTF-8")?;
+    assert_eq!(config.base_dir(), base);
+    let include = [
+        format!("{glob_base}/logs/*.log"),
+        format!("{glob_base}/more/*.log"),
+        "/abs/*.log".into(),
+    ];
+    assert_eq!(config.tail.include, include);
+    assert_eq!(
+        config.tail.exclude,
+        [format!("{glob_base}/logs/skip-*.log")]
+    );
+    assert_eq!(config.state.path, base.join("state/state.db"));
+    assert_eq!(config.kubernetes.kubeconfig, Some(base.join("kube/config")));
+    assert_eq!(
+        config.kubernetes.pods_file,
+        Some(base.join("fixtures/pods.yaml"))
+    );
+    let parsers = [
+        base.join("parsers"),
+        base.join("../shared/parsers"),
+        "/etc/shiplog/parsers".into(),
+    ];
+    assert_eq!(config.parsers.dirs, parsers);
+    let out = SinkKind::File {
+        path: base.join("out/records.jsonl"),
+    };
+    assert_eq!(config.sinks[0].kind, out);
+    Ok(())
+}
+
+#[test]
+fn a_relative_glob_matches_a_config_folder_whose_name_has_glob_characters() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let odd = dir.path().join("conf[1]*");
+    std::fs::create_dir(&odd)?;
+    let text = format!("[tail]\ninclude = [\"*.log\"]\n{STDOUT_SINK}");
+    let config = load_in(&odd, &text)??;
+    let pattern = glob::Pattern::new(&config.tail.include[0])?;
+    assert!(pattern.matches_path(&odd.join("app.log")), "{pattern}");
+    assert!(
+        !pattern.matches_path(&dir.path().join("conf1x/app.log")),
+        "{pattern}"
+    );
+    Ok(())
+}
+
+#[test]
+fn environment_variables_are_substituted_with_their_value_or_default() -> TestResult {
+    let cases = [
+        ("route.default_topic = \"${NODE_NAME}-logs\"", "node-1-logs"),
+        ("route.default_topic = \"${UNSET:-fallback}\"", "fallback"),
+        ("route.default_topic = \"${EMPTY:-fallback}\"", "fallback"),
+        ("route.default_topic = \"$${NODE_NAME}\"", "${NODE_NAME}"),
+        (
+            "route.default_topic = \"say \\\"${NODE_NAME}\\\"\"",
+            "say \"node-1\"",
+        ),
+    ];
+    for (line, want) in cases {
+        let (_dir, loaded) = load(&format!("{line}\n{STDOUT_SINK}"))?;
+        assert_eq!(loaded?.route.default_topic, want, "{line}");
+    }
+    Ok(())
+}
+
+#[test]
+fn node_name_defaults_to_the_node_name_variable_and_to_empty_without_it() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("shiplog.toml");
+    std::fs::write(
+        &path,
+        format!("[kubernetes]\nmetadata = \"off\"\n{STDOUT_SINK}"),
+    )?;
+    assert_eq!(
+        Config::load_with_env(&path, &env)?.kubernetes.node_name,
+        "node-1"
+    );
+    assert_eq!(
+        Config::load_with_env(&path, &no_env)?.kubernetes.node_name,
+        ""
+    );
+    Ok(())
+}
+
+/// A config that must be refused: what it says, the key and the reason expected.
+struct Refused {
+    text: &'static str,
+    key: &'static str,
+    reason: &'static str,
+}
+
+const fn refused(text: &'static str, key: &'static str, reason: &'static str) -> Refused {
+    Refused { text, key, reason }
+}
+
+/// Each case is a whole file; cases that are not about sinks add [`STDOUT_SINK`] themselves.
+const REFUSED: &[Refused] = &[
+    // Unknown keys, at each level.
+    refused(
+        "tial = 1\n[sinks.out]\ntype = \"stdout\"",
+        "",
+        "unknown key \"tial\" (expected one of: tail, state, pipeline, kubernetes, parsers, route, server, sinks)",
+    ),
+    refused(
+        "[tail]\ninclde = []\n[sinks.out]\ntype = \"stdout\"",
+        "tail",
+        "unknown key \"inclde\" (expected one of: include, exclude, read_from, max_line_bytes, rescan_interval, rotate_wait)",
+    ),
+    refused(
+        "[sinks.out]\ntype = \"file\"\npath = \"o\"\nformat = \"json\"",
+        "sinks.out",
+        "unknown key \"format\" (expected one of: path)",
+    ),
+    refused(
+        "[sinks.out]\ntype = \"stdout\"\npath = \"o\"",
+        "sinks.out",
+        "unknown key \"path\" (this table takes no other keys)",
+    ),
+    // Units and types.
+    refused(
+        "[tail]\nrescan_interval = \"5 parsecs\"\n[sinks.out]\ntype = \"stdout\"",
+        "tail.rescan_interval",
+        "invalid duration \"5 parsecs\": unknown unit \"parsecs\" (use ms, s, m, h)",
+    ),
+    refused(
+        "[state]\ncommit_interval = 1\n[sinks.out]\ntype = \"stdout\"",
+        "state.commit_interval",
+        "invalid type: integer `1`, expected a duration string such as \"500ms\", \"5s\", \"5m\" or \"1h\"",
+    ),
+    refused(
+        "[pipeline]\nmemory_limit = \"64 megs\"\n[sinks.out]\ntype = \"stdout\"",
+        "pipeline.memory_limit",
+        "invalid size \"64 megs\": unknown unit \"megs\" (use B, KiB, MiB, GiB, TiB, or KB, MB, GB, TB for powers of 1000)",
+    ),
+    refused(
+        "[pipeline]\nbatch_max_events = \"many\"\n[sinks.out]\ntype = \"stdout\"",
+        "pipeline.batch_max_events",
+        "invalid type: string \"many\", expected a non-negative integer",
+    ),
+    refused(
+        "[tail]\ninclude = [\"/a\", 1]\n[sinks.out]\ntype = \"stdout\"",
+        "tail.include[1]",
+        "invalid type: integer `1`, expected a string",
+    ),
+    refused(
+        "[tail]\nread_from = \"middle\"\n[sinks.out]\ntype = \"stdout\"",
+        "tail.read_from",
+        "unknown value \"middle\" (expected one of: head, tail)",
+    ),
+    refused(
+        "[kubernetes]\nmetadata = \"kubelet\"\n[sinks.out]\ntype = \"stdout\"",
+        "kubernetes.metadata",
+        "unknown value \"kubelet\" (expected one of: api, file, off)",
+    ),
+    refused(
+        "[kubernetes]\ninclude_labels = \"yes\"\n[sinks.out]\ntype = \"stdout\"",
+        "kubernetes.include_labels",
+        "invalid type: string \"yes\", expected true or false",
+    ),
+    // Environment.
+    refused(
+        "[sinks.out]\ntype = \"file\"\npath = \"${OUTDIR}/out.jsonl\"",
+        "sinks.out.path",
+        "environment variable OUTDIR is not set and has no default",
+    ),
+    refused(
+        "[sinks.out]\ntype = \"file\"\npath = \"${OUTDIR\"",
+        "sinks.out.path",
+        "unterminated \"${\" in \"${OUTDIR\": add the closing \"}\", or write \"$${\" for a literal \"${\"",
+    ),
+    // Sinks.
+    refused(
+        "[tail]\nrotate_wait = \"1s\"",
+        "sinks",
+        "at least one sink is required (add a [sinks.NAME] table, e.g. with type = \"stdout\")",
+    ),
+    refused(
+        "[sinks]",
+        "sinks",
+        "at least one sink is required (add a [sinks.NAME] table, e.g. with type = \"stdout\")",
+    ),
+    refused(
+        "[sinks.bus]\ntype = \"kafka\"\nbrokers = \"h1:9092\"",
+        "sinks.bus.type",
+        "sink type \"kafka\" is not available in this build yet",
+    ),
+    refused(
+        "[sinks.cw]\ntype = \"cloudwatch\"\nregion = \"eu-west-1\"",
+        "sinks.cw.type",
+        "sink type \"cloudwatch\" is not available in this build yet",
+    ),
+    refused(
+        "[sinks.out]\ntype = \"syslog\"",
+        "sinks.out.type",
+        "unknown sink type \"syslog\" (expected one of: stdout, file, null)",
+    ),
+    refused(
+        "[sinks.out]\ntype = 1",
+        "sinks.out.type",
+        "expected a string, one of: stdout, file, null",
+    ),
+    refused(
+        "[sinks.out]\npath = \"o\"",
+        "sinks.out",
+        "missing key \"type\" (expected one of: stdout, file, null)",
+    ),
+    refused(
+        "[sinks.out]\ntype = \"file\"",
+        "sinks.out",
+        "missing key \"path\"",
+    ),
+    refused(
+        "[sinks.out]\ntype = \"file\"\npath = \"\"",
+        "sinks.out.path",
+        "must not be empty",
+    ),
+    refused(
+        "[sinks]\nout = 3",
+        "sinks.out",
+        "invalid type: integer `3`, expected a table",
+    ),
+    refused(
+        "[sinks.a]\ntype = \"file\"\npath = \"o.jsonl\"\n[sinks.b]\ntype = \"file\"\npath = \"./o.jsonl\"",
+        "sinks.b.path",
+        "the same file as sink \"a\"; two sinks cannot append to one file",
+    ),
+    // Rules across fields, and bounds.
+    refused(
+        "[kubernetes]\nmetadata = \"file\"\n[sinks.out]\ntype = \"stdout\"",
+        "kubernetes.pods_file",
+        "metadata = \"file\" requires pods_file, a PodList as JSON or YAML",
+    ),
+    refused(
+        "[kubernetes]\nnode_name = \"\"\n[sinks.out]\ntype = \"stdout\"",
+        "kubernetes.node_name",
+        "metadata = \"api\" requires this node's name: set NODE_NAME or kubernetes.node_name, or use metadata = \"off\"",
+    ),
+    refused(
+        "[pipeline]\nbatch_max_events = 0\n[sinks.out]\ntype = \"stdout\"",
+        "pipeline.batch_max_events",
+        "must be at least 1",
+    ),
+    refused(
+        "[pipeline]\nbatch_max_bytes = \"0B\"\n[sinks.out]\ntype = \"stdout\"",
+        "pipeline.batch_max_bytes",
+        "must be at least 1 byte",
+    ),
+    refused(
+        "[pipeline]\nmemory_limit = \"128KiB\"\n[sinks.out]\ntype = \"stdout\"",
+        "pipeline.memory_limit",
+        "must be at least tail.max_line_bytes (262144 bytes), or the longest line could never be read",
+    ),
+    refused(
+        "[tail]\nmax_line_bytes = \"512B\"\n[sinks.out]\ntype = \"stdout\"",
+        "tail.max_line_bytes",
+        "must be at least 1KiB (1024 bytes), got 512 bytes",
+    ),
+    refused(
+        "[tail]\nrescan_interval = \"0s\"\n[sinks.out]\ntype = \"stdout\"",
+        "tail.rescan_interval",
+        "must be longer than 0s",
+    ),
+    refused(
+        "[state]\ncommit_interval = \"0ms\"\n[sinks.out]\ntype = \"stdout\"",
+        "state.commit_interval",
+        "must be longer than 0s",
+    ),
+    refused(
+        "[tail]\ninclude = []\n[sinks.out]\ntype = \"stdout\"",
+        "tail.include",
+        "at least one glob is required",
+    ),
+    refused(
+        "[tail]\nexclude = [\"/var/log/[ab.log\"]\n[sinks.out]\ntype = \"stdout\"",
+        "tail.exclude[0]",
+        "invalid glob \"/var/log/[ab.log\": invalid range pattern at character 9",
+    ),
+    refused(
+        "[state]\npath = \"\"\n[sinks.out]\ntype = \"stdout\"",
+        "state.path",
+        "must not be empty",
+    ),
+    refused(
+        "[kubernetes]\ncache_capacity = 0\n[sinks.out]\ntype = \"stdout\"",
+        "kubernetes.cache_capacity",
+        "must be at least 1",
+    ),
+    refused(
+        "[kubernetes]\nmerge_log_key = \"\"\n[sinks.out]\ntype = \"stdout\"",
+        "kubernetes.merge_log_key",
+        "must not be empty when merge_log = true",
+    ),
+    refused(
+        "[route]\ndefault_topic = \"\"\n[sinks.out]\ntype = \"stdout\"",
+        "route.default_topic",
+        "must not be empty",
+    ),
+    refused(
+        "[server]\nlisten = \"localhost:2020\"\n[sinks.out]\ntype = \"stdout\"",
+        "server.listen",
+        "invalid socket address \"localhost:2020\" (use IP:PORT such as 127.0.0.1:2020, or \"\" to disable)",
+    ),
+];
+
+#[test]
+fn a_bad_config_is_refused_naming_the_file_the_key_and_the_reason() -> TestResult {
+    for case in REFUSED {
+        let (dir, loaded) = load(case.text)?;
+        let want = ConfigError::new(&dir.path().join("shiplog.toml"), case.key, case.reason);
+        assert_eq!(loaded.err(), Some(want), "{}", case.text);
+    }
+    Ok(())
+}
+
+#[test]
+fn a_syntax_error_is_refused_naming_the_line_and_column() -> TestResult {
+    // The parser's own wording may change between toml versions; the position must not.
+    let cases = [
+        ("[tail\n", "invalid TOML at line 1, column 6: "),
+        ("a = 1\nb = \n", "invalid TOML at line 2, column 5: "),
+        ("[tail]\n[tail]\n", "invalid TOML at line 2, column 2: "),
+    ];
+    for (text, prefix) in cases {
+        let (_dir, loaded) = load(text)?;
+        let error = loaded.err().ok_or("a syntax error was accepted")?;
+        assert_eq!(error.key, "", "{text:?}");
+        assert!(
+            error.reason.starts_with(prefix),
+            "{text:?}: {}",
+            error.reason
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn an_error_reads_as_file_key_reason() -> TestResult {
+    let (dir, loaded) = load("[tail]\nrescan_interval = \"5 parsecs\"\n")?;
+    let file = dir.path().join("shiplog.toml");
+    let want = format!(
+        "{}: tail.rescan_interval: invalid duration \"5 parsecs\": unknown unit \"parsecs\" (use ms, s, m, h)",
+        file.display()
+    );
+    assert_eq!(loaded.err().map(|e| e.to_string()), Some(want));
+    Ok(())
+}
+
+#[test]
+fn an_unreadable_file_is_refused_naming_the_path_and_the_os_reason() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let missing = dir.path().join("missing.toml");
+    let want = ConfigError::new(
+        &missing,
+        "",
+        "cannot read the config file: No such file or directory (os error 2)",
+    );
+    assert_eq!(Config::load(&missing).err(), Some(want));
+    Ok(())
+}
