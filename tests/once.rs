@@ -11,20 +11,35 @@ fn docker(log: &str, stream: &str) -> String {
 }
 
 fn logs(records: &[Value]) -> Vec<&str> {
-    records.iter().map(|r| r["log"].as_str().expect("log is a string")).collect()
+    records
+        .iter()
+        .map(|r| r["log"].as_str().expect("log is a string"))
+        .collect()
 }
 
 #[test]
 fn docker_lines_split_by_dockerd_every_16_kib_arrive_as_one_record() {
     let node = Node::new();
     let piece = "a".repeat(16 * 1024);
-    let content = [docker(&piece, "stdout"), docker(&piece, "stdout"), docker("end\n", "stdout"), docker("next\n", "stdout")];
+    let content = [
+        docker(&piece, "stdout"),
+        docker(&piece, "stdout"),
+        docker("end\n", "stdout"),
+        docker("next\n", "stdout"),
+    ];
     node.container_log("shop", "web-1", "app", content.concat().as_bytes());
-    run_once(&node.config(""));
+    run_once(&node.config(&[]));
 
     let records = node.records();
-    assert_eq!(logs(&records), [format!("{piece}{piece}end").as_str(), "next"]);
-    assert!(records.iter().all(|r| r.get("partial").is_none() && r.get("truncated").is_none()));
+    assert_eq!(
+        logs(&records),
+        [format!("{piece}{piece}end").as_str(), "next"]
+    );
+    assert!(
+        records
+            .iter()
+            .all(|r| r.get("partial").is_none() && r.get("truncated").is_none())
+    );
 }
 
 #[test]
@@ -36,12 +51,18 @@ fn cri_partial_lines_join_and_a_partial_at_the_end_of_the_file_ships_flagged() {
                    2026-11-25T09:00:00.4Z stderr F oops\n\
                    2026-11-25T09:00:00.5Z stdout P never finished\n";
     node.container_log("shop", "web-1", "app", content.as_bytes());
-    run_once(&node.config(""));
+    run_once(&node.config(&[]));
 
     let records = node.records();
-    assert_eq!(logs(&records), ["{\"a\": 1,\"b\":2}", "oops", "never finished"]);
+    assert_eq!(
+        logs(&records),
+        ["{\"a\": 1,\"b\":2}", "oops", "never finished"]
+    );
     assert_eq!(records[0]["data"], json!({"a": 1, "b": 2}));
-    assert_eq!(records[0]["time"], "2026-11-25T09:00:00.1Z", "a joined line has its first piece's time");
+    assert_eq!(
+        records[0]["time"], "2026-11-25T09:00:00.1Z",
+        "a joined line has its first piece's time"
+    );
     assert_eq!(records[1]["stream"], "stderr");
     assert_eq!(records[2]["partial"], true);
     assert!(records[..2].iter().all(|r| r.get("partial").is_none()));
@@ -55,23 +76,55 @@ fn malformed_lines_ship_raw_with_the_reason_and_nothing_is_dropped() {
     content.extend_from_slice(b"2026-11-25T09:00:00.2Z stdout F caf\xe9 latin-1\n");
     content.extend_from_slice(b"2026-11-25T09:00:00.3Z stdout F last\n");
     node.container_log("shop", "web-1", "app", &content);
-    run_once(&node.config(""));
+    run_once(&node.config(&[]));
 
     let records = node.records();
-    assert_eq!(logs(&records), ["first", "this is not a CRI line", "caf\u{fffd} latin-1", "last"]);
-    assert!(records[1]["shiplog_error"].as_str().expect("a reason").starts_with("not a CRI line"));
-    assert_eq!(records[1]["kubernetes"]["pod_name"], "web-1", "still carries its pod");
+    assert_eq!(
+        logs(&records),
+        [
+            "first",
+            "this is not a CRI line",
+            "caf\u{fffd} latin-1",
+            "last"
+        ]
+    );
+    assert!(
+        records[1]["shiplog_error"]
+            .as_str()
+            .expect("a reason")
+            .starts_with("not a CRI line")
+    );
+    assert_eq!(
+        records[1]["kubernetes"]["pod_name"], "web-1",
+        "still carries its pod"
+    );
     assert_eq!(records[2]["invalid_utf8"], true);
-    assert!(records.iter().filter(|r| r.get("shiplog_error").is_some()).count() == 1);
+    assert!(
+        records
+            .iter()
+            .filter(|r| r.get("shiplog_error").is_some())
+            .count()
+            == 1
+    );
 }
 
 #[test]
 fn json_payloads_merge_under_data_only_when_they_are_objects() {
     let node = Node::new();
-    let payloads = [r#"{"level":"info"}"#, "  {\"padded\":true}  ", "[1,2]", "42", "{\"broken\":", "plain"];
-    let content: String = payloads.iter().map(|p| docker(&format!("{p}\n"), "stdout")).collect();
+    let payloads = [
+        r#"{"level":"info"}"#,
+        "  {\"padded\":true}  ",
+        "[1,2]",
+        "42",
+        "{\"broken\":",
+        "plain",
+    ];
+    let content: String = payloads
+        .iter()
+        .map(|p| docker(&format!("{p}\n"), "stdout"))
+        .collect();
     node.container_log("shop", "web-1", "app", content.as_bytes());
-    run_once(&node.config(""));
+    run_once(&node.config(&[]));
 
     let records = node.records();
     assert_eq!(logs(&records), payloads);
@@ -84,38 +137,72 @@ fn json_payloads_merge_under_data_only_when_they_are_objects() {
 #[test]
 fn records_carry_pod_metadata_from_the_pods_file_or_else_from_the_file_name() {
     let node = Node::new();
-    node.container_log("shop", "web-1", "nginx", docker("known\n", "stdout").as_bytes());
-    node.container_log("shop", "gone-2", "nginx", docker("unknown\n", "stdout").as_bytes());
+    node.container_log(
+        "shop",
+        "web-1",
+        "nginx",
+        docker("known\n", "stdout").as_bytes(),
+    );
+    node.container_log(
+        "shop",
+        "gone-2",
+        "nginx",
+        docker("unknown\n", "stdout").as_bytes(),
+    );
     node.write(
         "pods.yaml",
         b"apiVersion: v1\nkind: List\nitems:\n\
           - metadata: {name: web-1, namespace: shop, uid: u-1, labels: {app: web}}\n\
           \x20 spec: {nodeName: node-a, containers: [{name: nginx, image: nginx:1.27}]}\n",
     );
-    run_once(&node.config("[kubernetes]\nmetadata = \"file\"\npods_file = \"pods.yaml\"\n"));
+    run_once(&node.config(&[(
+        "kubernetes",
+        "metadata = \"file\"\npods_file = \"pods.yaml\"",
+    )]));
 
     let records = node.records();
-    let known = records.iter().find(|r| r["log"] == "known").expect("known pod's record");
+    let known = records
+        .iter()
+        .find(|r| r["log"] == "known")
+        .expect("known pod's record");
     assert_eq!(known["kubernetes"]["host"], "node-a");
     assert_eq!(known["kubernetes"]["pod_id"], "u-1");
     assert_eq!(known["kubernetes"]["labels"], json!({"app": "web"}));
     assert_eq!(known["kubernetes"]["container_image"], "nginx:1.27");
     assert_eq!(known["topic"], "shop");
-    let unknown = records.iter().find(|r| r["log"] == "unknown").expect("unknown pod's record");
+    let unknown = records
+        .iter()
+        .find(|r| r["log"] == "unknown")
+        .expect("unknown pod's record");
     let kubernetes = unknown["kubernetes"].as_object().expect("an object");
     let mut keys: Vec<&str> = kubernetes.keys().map(String::as_str).collect();
     keys.sort_unstable();
-    assert_eq!(keys, ["container_name", "docker_id", "namespace_name", "pod_id", "pod_name"]);
-    assert_eq!(unknown["kubernetes"]["pod_id"], "uid-gone-2", "the pods folder name carries the uid");
+    assert_eq!(
+        keys,
+        [
+            "container_name",
+            "docker_id",
+            "namespace_name",
+            "pod_id",
+            "pod_name"
+        ]
+    );
+    assert_eq!(
+        unknown["kubernetes"]["pod_id"], "uid-gone-2",
+        "the pods folder name carries the uid"
+    );
 }
 
 #[test]
 fn lines_longer_than_max_line_bytes_arrive_as_flagged_pieces_in_order() {
     let node = Node::new();
-    let long: String = (0..5000).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
-    let content = format!("2026-11-25T09:00:00.1Z stdout F {long}\n2026-11-25T09:00:00.2Z stdout F short\n");
+    let long: String = (0..5000)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    let content =
+        format!("2026-11-25T09:00:00.1Z stdout F {long}\n2026-11-25T09:00:00.2Z stdout F short\n");
     node.container_log("shop", "web-1", "app", content.as_bytes());
-    run_once(&node.config("[tail]\nmax_line_bytes = \"1KiB\"\n").as_path());
+    run_once(&node.config(&[("tail", "max_line_bytes = \"1KiB\"")]));
 
     let records = node.records();
     let (pieces, rest) = records.split_at(records.len() - 1);
@@ -134,33 +221,56 @@ fn the_demo_prints_enriched_records_on_stdout() {
         .lines()
         .map(|line| serde_json::from_str(line).expect("each line is a JSON record"))
         .collect();
-    assert!(records.len() >= 40, "the demo has dozens of lines, got {}", records.len());
-    let checkout: Vec<&Value> =
-        records.iter().filter(|r| r["kubernetes"]["pod_name"] == "checkout-7d9f8b6c5-x2k4q").collect();
-    assert!(checkout.iter().any(|r| r["data"].is_object()), "JSON app lines are merged");
-    assert!(checkout.iter().all(|r| r["kubernetes"]["host"] == "demo-node" && r["topic"] == "default"));
-    let orphan = records.iter().find(|r| r["kubernetes"]["pod_name"] == "orphan-job-abc12").expect("orphan");
-    assert!(orphan["kubernetes"].get("host").is_none(), "not in pods.json: file-name metadata only");
-    assert!(records.iter().all(|r| r.get("shiplog_error").is_none()), "the demo decodes cleanly");
+    assert!(
+        records.len() >= 40,
+        "the demo has dozens of lines, got {}",
+        records.len()
+    );
+    let checkout: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["kubernetes"]["pod_name"] == "checkout-7d9f8b6c5-x2k4q")
+        .collect();
+    assert!(
+        checkout.iter().any(|r| r["data"].is_object()),
+        "JSON app lines are merged"
+    );
+    assert!(
+        checkout
+            .iter()
+            .all(|r| r["kubernetes"]["host"] == "demo-node" && r["topic"] == "default")
+    );
+    let orphan = records
+        .iter()
+        .find(|r| r["kubernetes"]["pod_name"] == "orphan-job-abc12")
+        .expect("orphan");
+    assert!(
+        orphan["kubernetes"].get("host").is_none(),
+        "not in pods.json: file-name metadata only"
+    );
+    assert!(
+        records.iter().all(|r| r.get("shiplog_error").is_none()),
+        "the demo decodes cleanly"
+    );
 }
 
 #[test]
 fn a_bad_config_exits_1_naming_the_file_the_key_and_the_reason() {
     let node = Node::new();
-    let config = node.config("[tail]\nrescan_interval = \"5 parsecs\"\n");
-    // The test's own [tail] table is declared twice: a TOML error. Write a clean one instead.
-    let config_text = std::fs::read_to_string(&config).expect("read");
-    let fixed = config_text.replacen("[tail]\ninclude", "[tail]\nrescan_interval = \"5 parsecs\"\ninclude", 1);
-    let fixed = fixed.rsplit_once("[tail]").map(|(head, _)| head.to_owned()).expect("two tables");
-    std::fs::write(&config, fixed).expect("write");
+    let config = node.config(&[("tail", "rescan_interval = \"5 parsecs\"")]);
     let path = config.to_str().expect("UTF-8");
 
-    for args in [vec!["--config", path, "--once"], vec!["check", "--config", path]] {
+    for args in [
+        vec!["--config", path, "--once"],
+        vec!["check", "--config", path],
+    ] {
         let output = shiplog(&args);
         assert_eq!(output.status.code(), Some(1), "{args:?}");
         let message = stderr(&output);
         assert!(message.contains(path), "names the file: {message}");
-        assert!(message.contains("tail.rescan_interval"), "names the key: {message}");
+        assert!(
+            message.contains("tail.rescan_interval"),
+            "names the key: {message}"
+        );
         assert!(message.contains("parsecs"), "says what is wrong: {message}");
     }
 }
@@ -168,7 +278,7 @@ fn a_bad_config_exits_1_naming_the_file_the_key_and_the_reason() {
 #[test]
 fn check_accepts_a_good_config_and_the_demo() {
     let node = Node::new();
-    let config = node.config("");
+    let config = node.config(&[]);
     let demo = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/demo/shiplog.toml");
     for path in [config.to_str().expect("UTF-8"), demo] {
         let output = shiplog(&["check", "--config", path]);
@@ -180,8 +290,10 @@ fn check_accepts_a_good_config_and_the_demo() {
 fn a_sink_that_cannot_be_opened_fails_at_start_up_with_exit_1() {
     let node = Node::new();
     node.container_log("shop", "web-1", "app", docker("x\n", "stdout").as_bytes());
-    let config = node.config("");
-    let text = std::fs::read_to_string(&config).expect("read").replace("out.jsonl", "missing/dir/out.jsonl");
+    let config = node.config(&[]);
+    let text = std::fs::read_to_string(&config)
+        .expect("read")
+        .replace("out.jsonl", "missing/dir/out.jsonl");
     std::fs::write(&config, text).expect("write");
     let output = shiplog(&["--config", config.to_str().expect("UTF-8"), "--once"]);
     assert_eq!(output.status.code(), Some(1));
@@ -193,7 +305,7 @@ fn container_ids_in_link_names_become_docker_id() {
     let node = Node::new();
     let content = docker("hello\n", "stderr");
     node.container_log("shop", "web-1", "app", content.as_bytes());
-    run_once(&node.config(""));
+    run_once(&node.config(&[]));
     let records = node.records();
     let expected = container_id(&format!("{:x}", content.len() + "web-1".len()));
     assert_eq!(records[0]["kubernetes"]["docker_id"], expected.as_str());

@@ -21,7 +21,9 @@ pub struct Node {
 
 impl Node {
     pub fn new() -> Node {
-        Node { dir: tempfile::tempdir().expect("temp dir") }
+        Node {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
     }
 
     pub fn path(&self, relative: &str) -> PathBuf {
@@ -30,7 +32,13 @@ impl Node {
 
     /// Writes a container's log file the way the kubelet lays it out, and its symlink.
     /// Returns the file's path under `var/log/pods`.
-    pub fn container_log(&self, namespace: &str, pod: &str, container: &str, content: &[u8]) -> PathBuf {
+    pub fn container_log(
+        &self,
+        namespace: &str,
+        pod: &str,
+        container: &str,
+        content: &[u8],
+    ) -> PathBuf {
         let pod_dir = format!("var/log/pods/{namespace}_{pod}_uid-{pod}/{container}");
         let file = self.path(&pod_dir).join("0.log");
         fs::create_dir_all(file.parent().expect("has a parent")).expect("mkdir");
@@ -43,15 +51,42 @@ impl Node {
         file
     }
 
-    /// Writes `shiplog.toml`: the node's container logs, metadata off unless `extra` says
-    /// otherwise, records to `out.jsonl`. `extra` is appended verbatim.
-    pub fn config(&self, extra: &str) -> PathBuf {
-        let text = format!(
-            "[tail]\ninclude = [\"var/log/containers/*.log\"]\n\
-             [state]\npath = \"state.db\"\n\
-             [server]\nlisten = \"\"\n\
-             [sinks.out]\ntype = \"file\"\npath = \"out.jsonl\"\n{extra}"
-        );
+    /// Writes `shiplog.toml`: the node's container logs, metadata off, records to
+    /// `out.jsonl`. Each `(table, lines)` of `extra` adds lines to a table (a key given
+    /// there replaces the default one).
+    pub fn config(&self, extra: &[(&str, &str)]) -> PathBuf {
+        let mut tables: Vec<(&str, Vec<String>)> = vec![
+            (
+                "tail",
+                vec!["include = [\"var/log/containers/*.log\"]".into()],
+            ),
+            ("state", vec!["path = \"state.db\"".into()]),
+            ("kubernetes", vec!["metadata = \"off\"".into()]),
+            ("server", vec!["listen = \"\"".into()]),
+            (
+                "sinks.out",
+                vec!["type = \"file\"".into(), "path = \"out.jsonl\"".into()],
+            ),
+        ];
+        for (table, lines) in extra {
+            let index = match tables.iter().position(|(name, _)| name == table) {
+                Some(index) => index,
+                None => {
+                    tables.push((table, Vec::new()));
+                    tables.len() - 1
+                }
+            };
+            for line in lines.lines() {
+                let key = line.split('=').next().unwrap_or_default().trim();
+                let existing = &mut tables[index].1;
+                existing.retain(|old| old.split('=').next().unwrap_or_default().trim() != key);
+                existing.push(line.to_owned());
+            }
+        }
+        let text: String = tables
+            .iter()
+            .map(|(name, lines)| format!("[{name}]\n{}\n", lines.join("\n")))
+            .collect();
         self.write("shiplog.toml", text.as_bytes())
     }
 
@@ -65,7 +100,9 @@ impl Node {
     /// The records the file sink wrote, in order.
     pub fn records(&self) -> Vec<Value> {
         let text = fs::read_to_string(self.path("out.jsonl")).unwrap_or_default();
-        text.lines().map(|line| serde_json::from_str(line).expect("each record is JSON")).collect()
+        text.lines()
+            .map(|line| serde_json::from_str(line).expect("each record is JSON"))
+            .collect()
     }
 }
 
