@@ -82,6 +82,14 @@ impl Template {
     }
 }
 
+/// Whether `name` is a legal Kafka topic name: 1 to 249 of `[a-zA-Z0-9._-]`, and not `.`
+/// or `..` (Kafka's `Topic.validate`). Topics are checked whatever the sink, so a record's
+/// `topic` field means the same everywhere.
+pub fn is_valid_topic(name: &str) -> bool {
+    let legal = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-');
+    (1..=249).contains(&name.len()) && name != "." && name != ".." && name.bytes().all(legal)
+}
+
 impl Placeholder {
     fn parse(name: &str) -> Result<Placeholder, TemplateError> {
         let unknown = || TemplateError::Unknown(name.to_owned());
@@ -146,6 +154,25 @@ mod tests {
             let template = Template::compile(text).expect(text);
             assert_eq!(template.fill(values).as_deref(), expected, "{text}");
             assert_eq!(template.to_string(), text);
+        }
+    }
+
+    #[test]
+    fn topic_names_follow_kafka_rules() {
+        let long = "t".repeat(250);
+        for (name, valid) in [
+            ("shop", true),
+            ("logs.shop_v2-eu", true),
+            ("", false),
+            (".", false),
+            ("..", false),
+            ("has space", false),
+            ("slash/no", false),
+            ("ünïcode", false),
+            (&long[..249], true),
+            (long.as_str(), false),
+        ] {
+            assert_eq!(is_valid_topic(name), valid, "{name:?}");
         }
     }
 

@@ -4,6 +4,8 @@
 //! worked out once per file in a [`FileContext`]; per line there is the JSON merge, the
 //! UTF-8 check and a copy of bytes.
 
+pub mod annotations;
+
 use std::borrow::Cow;
 use std::sync::Arc;
 
