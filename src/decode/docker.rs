@@ -85,13 +85,69 @@ fn log_message(raw: &str) -> Result<(Cow<'_, [u8]>, bool), DecodeError> {
         None if !has_escape(body) => return Ok((Cow::Borrowed(body.as_bytes()), true)),
         _ => {}
     }
-    let log: String = serde_json::from_str(raw).map_err(|_| DecodeError::Docker("invalid JSON"))?;
+    let log = unescape(body).ok_or(DecodeError::Docker("invalid JSON"))?;
     let mut message = log.into_bytes();
     let complete = message.last() == Some(&b'\n');
     if complete {
         message.pop();
     }
     Ok((Cow::Owned(message), !complete))
+}
+
+/// Undoes the escapes of a JSON string body serde_json has already validated, in one pass
+/// that copies the runs between backslashes whole. `None` for an escape JSON does not allow
+/// (serde_json's validation lets a lone UTF-16 surrogate such as `\ud800` through).
+fn unescape(body: &str) -> Option<String> {
+    let mut out = String::with_capacity(body.len());
+    let mut rest = body;
+    while let Some(at) = memchr(b'\\', rest.as_bytes()) {
+        let (plain, escape) = rest.split_at(at);
+        out.push_str(plain);
+        let (char, len) = match escape.as_bytes().get(1)? {
+            b'"' => ('"', 2),
+            b'\\' => ('\\', 2),
+            b'/' => ('/', 2),
+            b'b' => ('\u{8}', 2),
+            b'f' => ('\u{c}', 2),
+            b'n' => ('\n', 2),
+            b'r' => ('\r', 2),
+            b't' => ('\t', 2),
+            b'u' => unescape_unicode(escape)?,
+            _ => return None,
+        };
+        out.push(char);
+        // Every escape is ASCII, so `len` is a character boundary.
+        rest = escape.get(len..)?;
+    }
+    out.push_str(rest);
+    Some(out)
+}
+
+/// The character a `\uXXXX` escape (or a `\uXXXX\uXXXX` surrogate pair) at the start of
+/// `escape` stands for, and the escape's length.
+fn unescape_unicode(escape: &str) -> Option<(char, usize)> {
+    let hex = |at: usize| {
+        let digits = escape.get(at..at + 4)?;
+        digits
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit())
+            .then(|| u32::from_str_radix(digits, 16).ok())?
+    };
+    let first = hex(2)?;
+    match first {
+        0xd800..=0xdbff => {
+            if escape.get(6..8)? != "\\u" {
+                return None;
+            }
+            let second = hex(8)?;
+            if !(0xdc00..=0xdfff).contains(&second) {
+                return None;
+            }
+            let code = 0x10000 + ((first - 0xd800) << 10) + (second - 0xdc00);
+            Some((char::from_u32(code)?, 12))
+        }
+        _ => Some((char::from_u32(first)?, 6)),
+    }
 }
 
 /// True when a JSON string body holds an escape sequence.
@@ -305,7 +361,54 @@ mod tests {
         );
     }
 
+    #[test]
+    fn every_json_escape_is_undone() {
+        let cases = [
+            (r#"\"\\\/\b\f\n\r\t"#, Some("\"\\/\u{8}\u{c}\n\r\t")),
+            (r"caf\u00e9 \u20AC", Some("café €")),
+            (r"\ud83d\ude00!", Some("😀!")),
+            (r"plain, with no escape", Some("plain, with no escape")),
+            (r"\ud800", None),
+            (r"\ud800\u0041", None),
+            (r"\ude00", None),
+            (r"\u00g0", None),
+            (r"\x", None),
+            (r"trailing \", None),
+        ];
+        for (body, expected) in cases {
+            assert_eq!(unescape(body).as_deref(), expected, "{body}");
+        }
+    }
+
+    /// One token of a JSON string body: a run of plain text, or one escape.
+    fn json_string_token() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[^\"\\\\\\x00-\\x1f]{1,8}",
+            prop::sample::select(vec![
+                "\\\"", "\\\\", "\\/", "\\b", "\\f", "\\n", "\\r", "\\t"
+            ])
+            .prop_map(str::to_owned),
+            any::<u16>().prop_map(|unit| format!("\\u{unit:04x}")),
+            any::<char>().prop_map(|char| {
+                let mut units = [0; 2];
+                char.encode_utf16(&mut units)
+                    .iter()
+                    .map(|unit| format!("\\u{unit:04X}"))
+                    .collect()
+            }),
+        ]
+    }
+
     proptest! {
+        #[test]
+        fn unescaping_agrees_with_serde_json(
+            tokens in prop::collection::vec(json_string_token(), 0..16),
+        ) {
+            let body = tokens.concat();
+            let serde: Option<String> = serde_json::from_str(&format!("\"{body}\"")).ok();
+            prop_assert_eq!(unescape(&body), serde);
+        }
+
         #[test]
         fn decoding_arbitrary_bytes_never_panics(
             line in prop::collection::vec(any::<u8>(), 0..256),
