@@ -77,7 +77,8 @@ pub(super) fn decode(line: &[u8]) -> Result<Decoded<'_>, DecodeError> {
     })
 }
 
-/// CRI lines that decode, with what they decode to. Shared with other modules' tests.
+/// CRI lines that decode, with what they decode to.
+/// Shared with other modules' tests through [`super::cases`].
 #[cfg(test)]
 pub(crate) fn valid_cases() -> Vec<(&'static [u8], Decoded<'static>)> {
     let line = |time: &'static str, stream, partial, message: &'static [u8]| Decoded {
@@ -168,7 +169,8 @@ pub(crate) fn valid_cases() -> Vec<(&'static [u8], Decoded<'static>)> {
     ]
 }
 
-/// Lines a CRI decoder must refuse, with the reason. Shared with other modules' tests.
+/// Lines a CRI decoder must refuse, with the reason.
+/// Shared with other modules' tests through [`super::cases`].
 #[cfg(test)]
 pub(crate) fn invalid_cases() -> Vec<(&'static [u8], DecodeError)> {
     let error = DecodeError::Cri;

@@ -155,7 +155,8 @@ fn has_escape(body: &str) -> bool {
     memchr(b'\\', body.as_bytes()).is_some()
 }
 
-/// Docker lines that decode, with what they decode to. Shared with other modules' tests.
+/// Docker lines that decode, with what they decode to.
+/// Shared with other modules' tests through [`super::cases`].
 #[cfg(test)]
 pub(crate) fn valid_cases() -> Vec<(&'static [u8], Decoded<'static>)> {
     const TIME: &str = "2019-12-19T17:41:12.70630778Z";
@@ -225,7 +226,8 @@ pub(crate) fn valid_cases() -> Vec<(&'static [u8], Decoded<'static>)> {
     ]
 }
 
-/// Lines a docker decoder must refuse, with the reason. Shared with other modules' tests.
+/// Lines a docker decoder must refuse, with the reason.
+/// Shared with other modules' tests through [`super::cases`].
 #[cfg(test)]
 pub(crate) fn invalid_cases() -> Vec<(&'static [u8], DecodeError)> {
     let error = DecodeError::Docker;

@@ -104,6 +104,14 @@ pub enum DecodeError {
     UnknownFormat,
 }
 
+/// Case tables of both formats, for any module's tests: `(line, what it decodes to)` and
+/// `(line, why it is refused)`.
+#[cfg(test)]
+pub(crate) mod cases {
+    pub(crate) use super::cri::{invalid_cases as cri_invalid, valid_cases as cri_valid};
+    pub(crate) use super::docker::{invalid_cases as docker_invalid, valid_cases as docker_valid};
+}
+
 /// proptest strategies for the runtime formats, shared by the decoders' and reassembler's tests.
 #[cfg(test)]
 pub(crate) mod strategies {
@@ -148,7 +156,7 @@ mod tests {
 
     #[test]
     fn every_valid_line_is_detected_as_its_format() {
-        for (line, _) in docker::valid_cases() {
+        for (line, _) in cases::docker_valid() {
             assert_eq!(
                 detect(line),
                 Some(Format::Docker),
@@ -156,7 +164,7 @@ mod tests {
                 String::from_utf8_lossy(line)
             );
         }
-        for (line, _) in cri::valid_cases() {
+        for (line, _) in cases::cri_valid() {
             assert_eq!(
                 detect(line),
                 Some(Format::Cri),
@@ -168,6 +176,14 @@ mod tests {
 
     #[test]
     fn a_line_neither_format_accepts_is_not_detected() {
+        let invalid = cases::docker_invalid()
+            .into_iter()
+            .chain(cases::cri_invalid());
+        for (line, _) in invalid {
+            if Format::Docker.decode(line).is_err() && Format::Cri.decode(line).is_err() {
+                assert_eq!(detect(line), None, "{}", String::from_utf8_lossy(line));
+            }
+        }
         for line in [
             &b""[..],
             b"garbage",
@@ -180,11 +196,11 @@ mod tests {
 
     #[test]
     fn a_line_is_decoded_by_the_format_it_is_in() {
-        for (line, expected) in docker::valid_cases() {
+        for (line, expected) in cases::docker_valid() {
             assert_eq!(Format::Docker.decode(line), Ok(expected));
             assert!(Format::Cri.decode(line).is_err());
         }
-        for (line, expected) in cri::valid_cases() {
+        for (line, expected) in cases::cri_valid() {
             assert_eq!(Format::Cri.decode(line), Ok(expected));
             assert!(Format::Docker.decode(line).is_err());
         }
