@@ -59,6 +59,22 @@ pub fn detect(line: &[u8]) -> Option<Format> {
         .find(|format| format.decode(line).is_ok())
 }
 
+/// Cheap shape check for a runtime timestamp, without a date parser: a 4-digit year and a
+/// `-`, then only the characters RFC 3339 uses (`0-9 - T : . Z +`), with a `T` among them.
+/// Equivalent regex: `^[0-9]{4}-[0-9:.Z+-]*T[0-9T:.Z+-]*$`. All accepted bytes are ASCII, so an
+/// accepted time is valid UTF-8.
+fn looks_like_rfc3339(time: &[u8]) -> bool {
+    let Some((year, rest)) = time.split_first_chunk::<4>() else {
+        return false;
+    };
+    year.iter().all(u8::is_ascii_digit)
+        && rest.first() == Some(&b'-')
+        && rest.contains(&b'T')
+        && rest
+            .iter()
+            .all(|&b| b.is_ascii_digit() || matches!(b, b'-' | b'T' | b':' | b'.' | b'Z' | b'+'))
+}
+
 /// One runtime line, decoded. Borrows from the line where it can.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decoded<'a> {
@@ -86,4 +102,132 @@ pub enum DecodeError {
     /// A line of a file whose format could not be recognised (yet).
     #[error("unrecognised log line format")]
     UnknownFormat,
+}
+
+/// Case tables of both formats, for any module's tests: `(line, what it decodes to)` and
+/// `(line, why it is refused)`.
+#[cfg(test)]
+pub(crate) mod cases {
+    pub(crate) use super::cri::{invalid_cases as cri_invalid, valid_cases as cri_valid};
+    pub(crate) use super::docker::{invalid_cases as docker_invalid, valid_cases as docker_valid};
+}
+
+/// proptest strategies for the runtime formats, shared by the decoders' and reassembler's tests.
+#[cfg(test)]
+pub(crate) mod strategies {
+    use proptest::prelude::*;
+
+    use super::Stream;
+
+    /// A time a runtime could have written: RFC 3339, with up to nanoseconds.
+    pub(crate) fn time() -> impl Strategy<Value = String> {
+        concat!(
+            "[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}",
+            "(\\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})",
+        )
+    }
+
+    /// Either stream.
+    pub(crate) fn stream() -> impl Strategy<Value = Stream> {
+        prop_oneof![Just(Stream::Stdout), Just(Stream::Stderr)]
+    }
+
+    /// What a container may write on one CRI line: any bytes but a newline, often UTF-8
+    /// text with multi-byte characters, sometimes not UTF-8 at all.
+    pub(crate) fn cri_message() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            text().prop_map(String::into_bytes),
+            prop::collection::vec(
+                any::<u8>().prop_filter("a newline ends the line", |&b| b != b'\n'),
+                0..64
+            ),
+        ]
+    }
+
+    /// Text with one-, two-, three- and four-byte characters, and no newline.
+    pub(crate) fn text() -> impl Strategy<Value = String> {
+        "[a-z é€😀\t\"\\\\]{0,64}"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_valid_line_is_detected_as_its_format() {
+        for (line, _) in cases::docker_valid() {
+            assert_eq!(
+                detect(line),
+                Some(Format::Docker),
+                "{}",
+                String::from_utf8_lossy(line)
+            );
+        }
+        for (line, _) in cases::cri_valid() {
+            assert_eq!(
+                detect(line),
+                Some(Format::Cri),
+                "{}",
+                String::from_utf8_lossy(line)
+            );
+        }
+    }
+
+    #[test]
+    fn a_line_neither_format_accepts_is_not_detected() {
+        let invalid = cases::docker_invalid()
+            .into_iter()
+            .chain(cases::cri_invalid());
+        for (line, _) in invalid {
+            if Format::Docker.decode(line).is_err() && Format::Cri.decode(line).is_err() {
+                assert_eq!(detect(line), None, "{}", String::from_utf8_lossy(line));
+            }
+        }
+        for line in [
+            &b""[..],
+            b"garbage",
+            b"{\"log\":\"hel",
+            b"2016-10-06T00:17:09Z stdin F x",
+        ] {
+            assert_eq!(detect(line), None, "{}", String::from_utf8_lossy(line));
+        }
+    }
+
+    #[test]
+    fn a_line_is_decoded_by_the_format_it_is_in() {
+        for (line, expected) in cases::docker_valid() {
+            assert_eq!(Format::Docker.decode(line), Ok(expected));
+            assert!(Format::Cri.decode(line).is_err());
+        }
+        for (line, expected) in cases::cri_valid() {
+            assert_eq!(Format::Cri.decode(line), Ok(expected));
+            assert!(Format::Docker.decode(line).is_err());
+        }
+    }
+
+    #[test]
+    fn a_time_must_look_like_rfc_3339() {
+        let cases: &[(&[u8], bool)] = &[
+            (b"2019-12-19T17:41:12.70630778Z", true),
+            (b"2019-12-19T17:41:12+01:00", true),
+            (b"2019-12-19T17:41:12.5-08:00", true),
+            (b"2019-12-19", false),
+            (b"2019-12-19 17:41:12Z", false),
+            (b"19-12-19T17:41:12Z", false),
+            (b"2019/12/19T17:41:12Z", false),
+            (b"2019-12-19t17:41:12z", false),
+            (b"2019", false),
+            (b"", false),
+            (b"\xff\xfe", false),
+        ];
+        for &(time, expected) in cases {
+            assert_eq!(
+                looks_like_rfc3339(time),
+                expected,
+                "{}",
+                String::from_utf8_lossy(time)
+            );
+        }
+    }
 }
