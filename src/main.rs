@@ -1,6 +1,7 @@
 //! The `shiplog` command: parse arguments, dispatch, and map every outcome to an exit code
 //! in one place (0 ok, 1 bad config or input, 2 runtime failure).
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -90,6 +91,7 @@ fn init_logging() {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
 }
