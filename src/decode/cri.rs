@@ -237,30 +237,6 @@ mod tests {
     use super::*;
     use crate::decode::strategies;
 
-    #[test]
-    fn every_valid_case_decodes_to_its_expected_line() {
-        for (line, expected) in valid_cases() {
-            assert_eq!(
-                decode(line),
-                Ok(expected),
-                "{}",
-                String::from_utf8_lossy(line)
-            );
-        }
-    }
-
-    #[test]
-    fn every_invalid_case_is_refused_with_its_reason() {
-        for (line, expected) in invalid_cases() {
-            assert_eq!(
-                decode(line),
-                Err(expected),
-                "{}",
-                String::from_utf8_lossy(line)
-            );
-        }
-    }
-
     proptest! {
         #[test]
         fn decoding_arbitrary_bytes_never_panics(

@@ -309,30 +309,6 @@ mod tests {
     use crate::decode::strategies;
 
     #[test]
-    fn every_valid_case_decodes_to_its_expected_line() {
-        for (line, expected) in valid_cases() {
-            assert_eq!(
-                decode(line),
-                Ok(expected),
-                "{}",
-                String::from_utf8_lossy(line)
-            );
-        }
-    }
-
-    #[test]
-    fn every_invalid_case_is_refused_with_its_reason() {
-        for (line, expected) in invalid_cases() {
-            assert_eq!(
-                decode(line),
-                Err(expected),
-                "{}",
-                String::from_utf8_lossy(line)
-            );
-        }
-    }
-
-    #[test]
     fn a_line_without_escapes_is_decoded_without_copying() {
         let line = br#"{"log":"hello\n","stream":"stdout","time":"2019-12-19T17:41:12.70630778Z"}"#;
         let decoded = decode(line);

@@ -155,6 +155,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_case_table_line_decodes_as_its_table_says() {
+        let tables = [
+            (
+                Format::Docker,
+                cases::docker_valid(),
+                cases::docker_invalid(),
+            ),
+            (Format::Cri, cases::cri_valid(), cases::cri_invalid()),
+        ];
+        for (format, valid, invalid) in tables {
+            for (line, expected) in valid {
+                let shown = String::from_utf8_lossy(line);
+                assert_eq!(format.decode(line), Ok(expected), "{format:?}: {shown}");
+            }
+            for (line, expected) in invalid {
+                let shown = String::from_utf8_lossy(line);
+                assert_eq!(format.decode(line), Err(expected), "{format:?}: {shown}");
+            }
+        }
+    }
+    #[test]
     fn every_valid_line_is_detected_as_its_format() {
         for (line, _) in cases::docker_valid() {
             assert_eq!(

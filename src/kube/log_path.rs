@@ -47,14 +47,7 @@ impl LogFileInfo {
         if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
             return None;
         }
-        let mut fields = rest.splitn(3, '_');
-        let (pod, namespace, container) = (fields.next()?, fields.next()?, fields.next()?);
-        if [pod, namespace, container]
-            .iter()
-            .any(|field| field.is_empty())
-        {
-            return None;
-        }
+        let (pod, namespace, container) = three_fields(rest)?;
         Some(LogFileInfo {
             namespace: namespace.to_owned(),
             pod_name: pod.to_owned(),
@@ -74,12 +67,8 @@ impl LogFileInfo {
         let container_dir = path.parent()?;
         let container = container_dir.file_name()?.to_str()?;
         let pod_dir = container_dir.parent()?.file_name()?.to_str()?;
-        let mut fields = pod_dir.splitn(3, '_');
-        let (namespace, pod, uid) = (fields.next()?, fields.next()?, fields.next()?);
-        if [namespace, pod, uid, container]
-            .iter()
-            .any(|field| field.is_empty())
-        {
+        let (namespace, pod, uid) = three_fields(pod_dir)?;
+        if container.is_empty() {
             return None;
         }
         Some(LogFileInfo {
@@ -90,6 +79,14 @@ impl LogFileInfo {
             pod_uid: Some(uid.to_owned()),
         })
     }
+}
+
+/// `a_b_c` as three non-empty fields; the third may hold further `_`.
+fn three_fields(text: &str) -> Option<(&str, &str, &str)> {
+    let mut fields = text.splitn(3, '_');
+    let fields = (fields.next()?, fields.next()?, fields.next()?);
+    let all_named = !fields.0.is_empty() && !fields.1.is_empty() && !fields.2.is_empty();
+    all_named.then_some(fields)
 }
 
 #[cfg(test)]
