@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use shiplog::cli::{Cli, Command, RunArgs};
 use shiplog::config::{Config, ConfigError};
-use shiplog::pipeline::{self, RunError};
+use shiplog::pipeline::{self, Mode, RunError};
 
 /// A failure, sorted by the exit code it earns.
 enum Failure {
@@ -52,17 +52,11 @@ fn check(path: &std::path::Path) -> Result<(), Failure> {
 
 fn run(args: &RunArgs) -> Result<(), Failure> {
     let config = Config::load(&args.config).map_err(Failure::Config)?;
-    if !args.once {
-        return Err(Failure::Config(ConfigError::new(
-            &config.source,
-            "",
-            "following files (run without --once) arrives with the tail engine; use --once",
-        )));
-    }
+    let mode = if args.once { Mode::Once } else { Mode::Follow };
     let runtime = tokio::runtime::Runtime::new()
         .map_err(|error| Failure::Runtime(format!("cannot start the async runtime: {error}")))?;
     let summary = runtime
-        .block_on(pipeline::run_once(&config))
+        .block_on(pipeline::run(&config, mode))
         .map_err(|error| match error {
             RunError::Config(error) => Failure::Config(error),
             other => Failure::Runtime(other.to_string()),

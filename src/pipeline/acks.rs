@@ -9,6 +9,24 @@ use std::collections::HashMap;
 
 use crate::sink::AckId;
 
+/// What one acknowledgement changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Acked {
+    /// Every sink has now delivered this chunk: its memory can be given back.
+    pub complete: bool,
+    /// The file's contiguous delivered prefix grew to here.
+    pub committed: Option<Committed>,
+}
+
+/// The end of a file's delivered prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Committed {
+    /// The last chunk of the prefix.
+    pub seq: u64,
+    /// The offset just past it: where reading resumes.
+    pub offset: u64,
+}
+
 /// Tracks acknowledgements of every file's chunks by `sinks` sinks.
 #[derive(Debug)]
 pub struct AckTracker {
@@ -33,28 +51,42 @@ impl AckTracker {
         }
     }
 
-    /// Records one sink's acknowledgement of `chunk`. Returns the file's new committed
-    /// offset when this completes the contiguous prefix further, else `None`.
-    pub fn ack(&mut self, chunk: AckId) -> Option<u64> {
+    /// Records one sink's acknowledgement of `chunk`.
+    pub fn ack(&mut self, chunk: AckId) -> Acked {
         let file = self.files.entry(chunk.file).or_default();
         if chunk.seq < file.next {
-            return None;
+            return Acked {
+                complete: false,
+                committed: None,
+            };
         }
         let entry = file
             .partial
             .entry(chunk.seq)
             .or_insert((0, chunk.end_offset));
         entry.0 += 1;
+        let complete = entry.0 == self.sinks;
         let mut committed = None;
         while let Some(&(count, end)) = file.partial.get(&file.next) {
             if count < self.sinks {
                 break;
             }
             file.partial.remove(&file.next);
+            committed = Some(Committed {
+                seq: file.next,
+                offset: end,
+            });
             file.next += 1;
-            committed = Some(end);
         }
-        committed
+        Acked {
+            complete,
+            committed,
+        }
+    }
+
+    /// Forgets a file whose chunks are all acknowledged.
+    pub fn remove(&mut self, file: u64) {
+        self.files.remove(&file);
     }
 
     /// Chunks acknowledged by some sinks but not all, or waiting on an earlier chunk.
@@ -73,25 +105,46 @@ mod tests {
             file,
             seq,
             end_offset: (seq + 1) * 100,
+            bytes: 10,
         }
+    }
+
+    fn offset(acked: Acked) -> Option<u64> {
+        acked.committed.map(|c| c.offset)
     }
 
     #[test]
     fn the_offset_waits_for_every_sink_and_every_earlier_chunk() {
         let mut tracker = AckTracker::new(2);
         assert_eq!(
-            tracker.ack(id(7, 1)),
+            offset(tracker.ack(id(7, 1))),
             None,
             "sink A, chunk 1: chunk 0 still open"
         );
         assert_eq!(
-            tracker.ack(id(7, 0)),
+            offset(tracker.ack(id(7, 0))),
             None,
-            "sink A, chunk 0: sink B has not delivered it"
+            "sink A, chunk 0: sink B has it not"
         );
-        assert_eq!(tracker.ack(id(7, 0)), Some(100), "sink B, chunk 0");
-        assert_eq!(tracker.ack(id(7, 1)), Some(200), "sink B, chunk 1");
-        assert_eq!(tracker.ack(id(8, 0)), None, "other files are separate");
+        let both = tracker.ack(id(7, 0));
+        let first = Committed {
+            seq: 0,
+            offset: 100,
+        };
+        assert_eq!(
+            both,
+            Acked {
+                complete: true,
+                committed: Some(first)
+            },
+            "sink B, chunk 0"
+        );
+        assert_eq!(offset(tracker.ack(id(7, 1))), Some(200), "sink B, chunk 1");
+        assert_eq!(
+            offset(tracker.ack(id(8, 0))),
+            None,
+            "other files are separate"
+        );
         assert_eq!(tracker.outstanding(), 1);
     }
 
@@ -116,7 +169,7 @@ mod tests {
             let mut committed = 0;
             for ack in acks {
                 counts[ack.seq as usize] += 1;
-                if let Some(offset) = tracker.ack(ack) {
+                if let Some(offset) = offset(tracker.ack(ack)) {
                     prop_assert!(offset > committed);
                     committed = offset;
                 }

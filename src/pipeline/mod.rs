@@ -1,33 +1,41 @@
 //! The running collector: the only module that knows everyone. Owns the tasks, the
-//! channels between them, and acknowledgements.
+//! channels between them, acknowledgements, backpressure and shutdown.
 //!
 //! ```text
-//! reader thread ─(TailEvent)→ processor thread ─(Arc<Rendered>, one channel per sink)→
-//!   sink task × N ─(delivered chunks)→ this task: AckTracker → committed offsets
+//! tail thread ─(TailEvent)→ processor thread ─(Arc<Rendered>, one channel per sink)→
+//!   sink task × N ─(delivered chunks)→ checkpoint task → SQLite
+//!                  processor ─(FileNote)→ checkpoint task
 //! ```
 //!
-//! Every channel is bounded, so a slow sink slows reading instead of growing memory. The
-//! end of a run is known the mini-redis way: each stage ends when its input channel closes,
-//! and drops its outputs as it returns.
+//! Every channel is bounded and rendered chunks hold bytes of the memory budget until all
+//! sinks deliver them, so a slow sink slows reading instead of growing memory. A run ends
+//! the mini-redis way: each stage returns when its input closes, dropping its outputs.
 
 mod acks;
+mod checkpoint;
+mod memory;
 mod process;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc as std_mpsc;
 
 use tokio::sync::mpsc;
 
+use crate::checkpoint::Store;
 use crate::config::{Config, ConfigError, MetadataSource};
 use crate::enrich::{EnrichSettings, Enricher};
 use crate::kube::{FragmentOptions, Metadata, PodIndex};
 use crate::route::Template;
 use crate::sink::task::{SinkFailed, SinkStats, SinkTask};
 use crate::sink::{BatchLimits, Rendered, Sink};
-use crate::tail::{self, FileSet, TailEvent};
+use crate::tail::{FileSet, Resume, TailEvent, TailSettings, Tailer, Wake};
 
-pub use acks::AckTracker;
+pub use acks::{AckTracker, Acked, Committed};
+pub use checkpoint::{Checkpointer, FileNote};
+pub use memory::MemoryBudget;
 pub use process::{ProcessStats, Processor};
 
 /// Room a line may take beyond `max_line_bytes` before the reader cuts it raw: the runtime's
@@ -51,46 +59,66 @@ pub enum RunError {
     Internal(String),
 }
 
-/// What a `--once` run did.
+/// What a run did.
 #[derive(Debug, Clone, Default)]
 pub struct Summary {
     /// What was read and rendered.
     pub processed: ProcessStats,
     /// What each sink delivered.
     pub sinks: Vec<SinkStats>,
-    /// Each file's offset up to which every sink has delivered, by path as found.
+    /// Each file's offset up to which every sink has delivered, by resolved path.
     pub delivered: BTreeMap<PathBuf, u64>,
 }
 
-/// Reads what the matched files hold now, delivers it to every sink, and returns when
-/// all of it is delivered.
-pub async fn run_once(config: &Config) -> Result<Summary, RunError> {
+/// How a run ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Read what the files hold now, deliver it, commit, return (`--once`).
+    Once,
+    /// Follow files until SIGTERM or SIGINT, then drain within `shutdown_timeout`.
+    Follow,
+}
+
+/// Runs the collector.
+pub async fn run(config: &Config, mode: Mode) -> Result<Summary, RunError> {
     let metadata = metadata(config)?;
     let enricher = enricher(config)?;
     let files = FileSet::new(&config.tail.include, &config.tail.exclude)
         .map_err(|e| ConfigError::new(&config.source, "tail", e.to_string()))?;
-    let mut sinks = Vec::new();
-    for sink in &config.sinks {
-        let opened = Sink::open(sink)
-            .map_err(|e| ConfigError::new(&config.source, format!("sinks.{}", e.name), e.reason))?;
-        sinks.push((sink.name.clone(), opened));
-    }
+    let sinks = open_sinks(config)?;
+    let (store, resume, first_start) = open_store(config)?;
+    let budget = Arc::new(MemoryBudget::new(config.pipeline.memory_limit));
+    let stopping = Arc::new(AtomicBool::new(false));
 
-    let max_pending = config
-        .tail
-        .max_line_bytes
-        .saturating_add(LINE_FRAMING_SLACK);
     let (events_tx, events_rx) = mpsc::channel(CHANNEL_CHUNKS);
-    let reader = tokio::task::spawn_blocking(move || {
-        tail::read_once(&files, max_pending, &events_tx);
-    });
+    let (wake_tx, wake_rx) = std_mpsc::channel();
+    let settings = TailSettings {
+        read_from: config.tail.read_from,
+        max_pending: config
+            .tail
+            .max_line_bytes
+            .saturating_add(LINE_FRAMING_SLACK),
+        rescan_interval: config.tail.rescan_interval,
+        rotate_wait: config.tail.rotate_wait,
+        once: mode == Mode::Once,
+    };
+    let tailer = Tailer::new(
+        settings,
+        files,
+        resume,
+        first_start,
+        events_tx,
+        wake_tx.clone(),
+        wake_rx,
+    );
+    let reader = tokio::task::spawn_blocking(move || tailer.run());
 
     let limits = BatchLimits {
         max_events: config.pipeline.batch_max_events,
         max_bytes: usize::try_from(config.pipeline.batch_max_bytes).unwrap_or(usize::MAX),
         timeout: config.pipeline.batch_timeout,
     };
-    let (delivered_tx, mut delivered_rx) = mpsc::channel(CHANNEL_CHUNKS);
+    let (delivered_tx, delivered_rx) = mpsc::channel(CHANNEL_CHUNKS);
     let mut sink_inputs = Vec::new();
     let mut sink_tasks = Vec::new();
     for (name, sink) in sinks {
@@ -107,58 +135,176 @@ pub async fn run_once(config: &Config) -> Result<Summary, RunError> {
     }
     drop(delivered_tx);
 
-    let processor = Processor::new(enricher, metadata, config.tail.max_line_bytes);
-    let processing =
-        tokio::task::spawn_blocking(move || process(processor, events_rx, sink_inputs));
+    let (notes_tx, notes_rx) = mpsc::unbounded_channel();
+    let stage = ProcessStage {
+        processor: Processor::new(enricher, metadata, config.tail.max_line_bytes),
+        sinks: sink_inputs,
+        notes: notes_tx,
+        budget: Arc::clone(&budget),
+        stopping: Arc::clone(&stopping),
+    };
+    let processing = tokio::task::spawn_blocking(move || stage.run(events_rx));
+    let checkpointer = Checkpointer::new(
+        store,
+        sink_tasks.len(),
+        budget,
+        config.state.commit_interval,
+    );
+    let checkpoints = tokio::spawn(checkpointer.run(notes_rx, delivered_rx));
 
-    let mut tracker = AckTracker::new(sink_tasks.len());
-    let mut committed: BTreeMap<u64, u64> = BTreeMap::new();
-    while let Some(chunks) = delivered_rx.recv().await {
-        for chunk in chunks {
-            if let Some(offset) = tracker.ack(chunk.ack) {
-                committed.insert(chunk.ack.file, offset);
-            }
+    let finish = async {
+        let mut summary = Summary::default();
+        for task in sink_tasks {
+            summary.sinks.push(task.await.map_err(internal)??);
+        }
+        summary.delivered = checkpoints.await.map_err(internal)?;
+        summary.processed = processing.await.map_err(internal)?;
+        reader.await.map_err(internal)?;
+        Ok(summary)
+    };
+    if mode == Mode::Once {
+        return finish.await;
+    }
+    tokio::pin!(finish);
+    tokio::select! {
+        result = &mut finish => return result,
+        signal = shutdown_signal() => tracing::info!(signal, "stopping: draining in-flight records"),
+    }
+    stopping.store(true, Ordering::Relaxed);
+    if wake_tx.send(Wake::Stop).is_err() {
+        tracing::debug!("the tail engine had already stopped");
+    }
+    match tokio::time::timeout(config.pipeline.shutdown_timeout, finish).await {
+        Ok(result) => result,
+        Err(_) => {
+            tracing::warn!(
+                "shutdown_timeout passed before every sink delivered; undelivered lines will be read again at the next start"
+            );
+            Ok(Summary::default())
         }
     }
-
-    let mut summary = Summary::default();
-    for task in sink_tasks {
-        summary.sinks.push(task.await.map_err(internal)??);
-    }
-    let (processed, paths) = processing.await.map_err(internal)?;
-    reader.await.map_err(internal)?;
-    summary.processed = processed;
-    summary.delivered = committed
-        .into_iter()
-        .filter_map(|(file, offset)| Some((paths.get(&file)?.clone(), offset)))
-        .collect();
-    Ok(summary)
 }
 
-/// The processor thread: events in, chunks out to every sink. Returns its stats and the
-/// path of every file it saw, by number.
-fn process(
-    mut processor: Processor,
-    mut events: mpsc::Receiver<TailEvent>,
+/// Resolves on SIGTERM or SIGINT, naming it.
+async fn shutdown_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::warn!("cannot listen for signals; stop with SIGKILL (offsets stay committed)");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    }
+}
+
+/// The processor thread and its connections.
+struct ProcessStage {
+    processor: Processor,
     sinks: Vec<mpsc::Sender<Arc<Rendered>>>,
-) -> (ProcessStats, BTreeMap<u64, PathBuf>) {
-    let mut paths = BTreeMap::new();
-    while let Some(event) = events.blocking_recv() {
-        if let TailEvent::Opened { file, found } = &event {
-            paths.insert(*file, found.path.clone());
-        }
-        let Some(chunk) = processor.handle(event) else {
-            continue;
-        };
-        let chunk = Arc::new(chunk);
-        for sink in &sinks {
-            if sink.blocking_send(Arc::clone(&chunk)).is_err() {
-                // The sink stopped; its task reports why. Reading on would deliver nothing.
-                return (processor.stats(), paths);
+    notes: mpsc::UnboundedSender<FileNote>,
+    budget: Arc<MemoryBudget>,
+    stopping: Arc<AtomicBool>,
+}
+
+impl ProcessStage {
+    /// Events in, chunks out to every sink, until the engine closes its channel.
+    fn run(mut self, mut events: mpsc::Receiver<TailEvent>) -> ProcessStats {
+        while let Some(event) = events.blocking_recv() {
+            if !self.handle(event) {
+                break;
             }
         }
+        self.processor.stats()
     }
-    (processor.stats(), paths)
+
+    /// Handles one event; false when the pipeline downstream is gone.
+    fn handle(&mut self, event: TailEvent) -> bool {
+        let closed = match &event {
+            TailEvent::Opened {
+                file,
+                found,
+                id,
+                fingerprint,
+                offset,
+            } => {
+                let checkpoint = crate::checkpoint::Checkpoint {
+                    id: *id,
+                    fingerprint: *fingerprint,
+                    path: found.target.clone(),
+                    offset: *offset,
+                };
+                // The checkpoint task outlives this thread; a failed send means it died,
+                // and the sinks' failures will say why.
+                drop(self.notes.send(FileNote::Opened {
+                    file: *file,
+                    checkpoint,
+                }));
+                None
+            }
+            TailEvent::Closed { file, gone } => Some((*file, *gone)),
+            TailEvent::Lines { .. } => None,
+        };
+        let Some(chunk) = self.processor.handle(event) else {
+            return true;
+        };
+        let stopping = || self.stopping.load(Ordering::Relaxed);
+        if !self.budget.acquire(chunk.ack.bytes, &stopping) {
+            return false;
+        }
+        if let Some((file, gone)) = closed {
+            drop(self.notes.send(FileNote::Closed {
+                file,
+                last_seq: chunk.ack.seq,
+                gone,
+            }));
+        }
+        let chunk = Arc::new(chunk);
+        // A closed sink stopped for good; its task reports why. Reading on would deliver
+        // nothing.
+        self.sinks
+            .iter()
+            .all(|sink| sink.blocking_send(Arc::clone(&chunk)).is_ok())
+    }
+}
+
+fn open_sinks(config: &Config) -> Result<Vec<(String, Sink)>, ConfigError> {
+    config
+        .sinks
+        .iter()
+        .map(|sink| {
+            let opened = Sink::open(sink).map_err(|e| {
+                ConfigError::new(&config.source, format!("sinks.{}", e.name), e.reason)
+            })?;
+            Ok((sink.name.clone(), opened))
+        })
+        .collect()
+}
+
+/// Opens the checkpoint store; returns it, what it holds, and whether this is the first
+/// start (no store existed).
+fn open_store(config: &Config) -> Result<(Store, Vec<Resume>, bool), ConfigError> {
+    let path = &config.state.path;
+    let first_start = !path.exists();
+    let error = |e: crate::checkpoint::StoreError| {
+        ConfigError::new(&config.source, "state.path", e.to_string())
+    };
+    let store = Store::open(path).map_err(error)?;
+    let resume = store
+        .load()
+        .map_err(error)?
+        .into_iter()
+        .map(|c| Resume {
+            id: c.id,
+            fingerprint: c.fingerprint,
+            path: c.path,
+            offset: c.offset,
+        })
+        .collect();
+    Ok((store, resume, first_start))
 }
 
 fn metadata(config: &Config) -> Result<Metadata, ConfigError> {

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use crate::decode::{self, DecodeError, Format, Message, Reassembler};
+use crate::decode::{self, DecodeError, Format, Message, Reassembler, Stream};
 use crate::enrich::{Enricher, FileContext};
 use crate::kube::{LogFileInfo, Metadata};
 use crate::sink::{AckId, Rendered};
@@ -35,8 +35,25 @@ struct OpenFile {
     context: FileContext,
     format: Option<Format>,
     reassembler: Reassembler,
+    /// Where the line each stream is still reassembling began (stdout, stderr): no offset
+    /// may be acknowledged past it, or a crash would lose its first pieces.
+    pending_start: [Option<u64>; 2],
     next_seq: u64,
+    /// The offset just past what was processed.
     offset: u64,
+}
+
+impl OpenFile {
+    /// Where reading must resume if everything processed so far is delivered.
+    fn resume_offset(&self) -> u64 {
+        self.pending_start
+            .iter()
+            .flatten()
+            .copied()
+            .min()
+            .unwrap_or(self.offset)
+            .min(self.offset)
+    }
 }
 
 /// Turns tail events into rendered chunks.
@@ -71,16 +88,21 @@ impl Processor {
     /// chunk sequence has no gaps and its offsets can be acknowledged.
     pub fn handle(&mut self, event: TailEvent) -> Option<Rendered> {
         match event {
-            TailEvent::Opened { file, found } => {
-                self.open(file, &found);
+            TailEvent::Opened {
+                file,
+                found,
+                offset,
+                ..
+            } => {
+                self.open(file, &found, offset);
                 None
             }
             TailEvent::Lines { file, lines } => self.lines(file, &lines),
-            TailEvent::Closed { file } => self.close(file),
+            TailEvent::Closed { file, .. } => self.close(file),
         }
     }
 
-    fn open(&mut self, file: u64, found: &FoundFile) {
+    fn open(&mut self, file: u64, found: &FoundFile, offset: u64) {
         let info = LogFileInfo::from_paths(&found.path, &found.target);
         let pod = info.as_ref().and_then(|info| self.metadata.pod(info));
         let context = self.enricher.context(info.as_ref(), pod.as_deref());
@@ -89,57 +111,59 @@ impl Processor {
             context,
             format: None,
             reassembler: Reassembler::new(self.max_line_bytes),
+            pending_start: [None, None],
             next_seq: 0,
-            offset: 0,
+            offset,
         };
         self.files.insert(file, state);
     }
 
     fn lines(&mut self, file: u64, lines: &Lines) -> Option<Rendered> {
-        let OpenFile {
-            context,
-            format,
-            reassembler,
-            next_seq,
-            offset,
-        } = self.files.get_mut(&file)?;
+        let state = self.files.get_mut(&file)?;
         let now = now_rfc3339();
-        let mut out = ChunkWriter::new(&self.enricher, context, &now);
-        self.stats.bytes += lines.data.len() as u64;
-        let before = (out.ends.len(), out.errors);
+        let mut out = ChunkWriter::new(&self.enricher, &state.context, &now);
+        let mut decoder = LineDecoder {
+            format: &mut state.format,
+            reassembler: &mut state.reassembler,
+            pending_start: &mut state.pending_start,
+        };
+        let mut lines_read = 0;
         match lines.end_kind {
             LineEnd::Newline => {
                 let mut start = 0;
                 for end in memchr::memchr_iter(b'\n', &lines.data) {
                     let line = &lines.data[start..end];
+                    let offset = lines.start + start as u64;
                     if start == 0 && lines.continued {
                         out.raw_piece(line, false);
                     } else {
-                        decode_line(format, reassembler, line, false, &mut out);
+                        decoder.decode(line, offset, false, &mut out);
                     }
                     start = end + 1;
-                    self.stats.lines += 1;
+                    lines_read += 1;
                 }
             }
             LineEnd::Cut => {
                 out.raw_piece(&lines.data, false);
-                self.stats.lines += 1;
+                lines_read += 1;
             }
             LineEnd::EndOfFile if lines.continued => {
                 out.raw_piece(&lines.data, true);
-                self.stats.lines += 1;
+                lines_read += 1;
             }
             LineEnd::EndOfFile => {
-                decode_line(format, reassembler, &lines.data, true, &mut out);
-                self.stats.lines += 1;
+                decoder.decode(&lines.data, lines.start, true, &mut out);
+                lines_read += 1;
             }
         }
-        self.stats.records += (out.ends.len() - before.0) as u64;
-        self.stats.decode_errors += out.errors - before.1;
-        // TODO(tail engine): a piece pending in the reassembler lies before `lines.end`;
-        // before offsets are persisted, the acknowledged offset must stop at its start.
-        *offset = lines.end;
-        Some(out.finish(file, next_seq, *offset))
+        self.stats.lines += lines_read;
+        self.stats.bytes += lines.data.len() as u64;
+        self.stats.records += out.ends.len() as u64;
+        self.stats.decode_errors += out.errors;
+        state.offset = lines.end;
+        let input_bytes = lines.data.len() as u64;
+        let resume_offset = state.resume_offset();
+        Some(out.finish(file, &mut state.next_seq, resume_offset, input_bytes))
     }
 
     fn close(&mut self, file: u64) -> Option<Rendered> {
@@ -150,35 +174,48 @@ impl Processor {
             .reassembler
             .flush(&mut |message| out.message(&message));
         self.stats.records += out.ends.len() as u64;
-        Some(out.finish(file, &mut state.next_seq, state.offset))
+        Some(out.finish(file, &mut state.next_seq, state.offset, 0))
     }
 }
 
-/// Decodes one line into `out`. `at_end`: the line is what followed the file's last newline,
-/// so its runtime never finished it; it is shipped flagged `partial`.
-fn decode_line(
-    format: &mut Option<Format>,
-    reassembler: &mut Reassembler,
-    line: &[u8],
-    at_end: bool,
-    out: &mut ChunkWriter<'_>,
-) {
-    if format.is_none() {
-        *format = decode::detect(line);
-    }
-    let decoded = match *format {
-        Some(format) => format.decode(line),
-        None => Err(DecodeError::UnknownFormat),
-    };
-    match decoded {
-        Ok(mut decoded) => {
-            decoded.partial |= at_end;
-            reassembler.push(decoded, &mut |message| out.message(&message));
-            if at_end {
-                reassembler.flush(&mut |message| out.message(&message));
-            }
+/// Decodes a file's lines, keeping its format, its reassembler and where pending lines
+/// began.
+struct LineDecoder<'a> {
+    format: &'a mut Option<Format>,
+    reassembler: &'a mut Reassembler,
+    pending_start: &'a mut [Option<u64>; 2],
+}
+
+impl LineDecoder<'_> {
+    /// Decodes the line at `offset` into `out`. `at_end`: the line is what followed the
+    /// file's last newline, so its runtime never finished it; it is shipped flagged
+    /// `partial`.
+    fn decode(&mut self, line: &[u8], offset: u64, at_end: bool, out: &mut ChunkWriter<'_>) {
+        if self.format.is_none() {
+            *self.format = decode::detect(line);
         }
-        Err(error) => out.undecodable(line, error, at_end),
+        let decoded = match *self.format {
+            Some(format) => format.decode(line),
+            None => Err(DecodeError::UnknownFormat),
+        };
+        let mut decoded = match decoded {
+            Ok(decoded) => decoded,
+            Err(error) => return out.undecodable(line, error, at_end),
+        };
+        decoded.partial |= at_end;
+        let stream = usize::from(decoded.stream == Stream::Stderr);
+        let pending = &mut self.pending_start[stream];
+        if decoded.partial {
+            pending.get_or_insert(offset);
+        } else {
+            *pending = None;
+        }
+        self.reassembler
+            .push(decoded, &mut |message| out.message(&message));
+        if at_end {
+            self.reassembler.flush(&mut |message| out.message(&message));
+            *self.pending_start = [None, None];
+        }
     }
 }
 
@@ -236,11 +273,13 @@ impl<'a> ChunkWriter<'a> {
         self.json.push(b'\n');
     }
 
-    fn finish(self, file: u64, next_seq: &mut u64, end_offset: u64) -> Rendered {
+    fn finish(self, file: u64, next_seq: &mut u64, end_offset: u64, input_bytes: u64) -> Rendered {
+        let bytes = input_bytes + self.json.len() as u64;
         let ack = AckId {
             file,
             seq: *next_seq,
             end_offset,
+            bytes,
         };
         *next_seq += 1;
         Rendered {

@@ -23,8 +23,11 @@ pub struct AckId {
     pub file: u64,
     /// The chunk's sequence number within its file: 0, 1, 2, ... with no gaps.
     pub seq: u64,
-    /// The file offset just past the chunk: where reading resumes once it is delivered.
+    /// The file offset where reading resumes once this chunk is delivered: the chunk's
+    /// end, or the start of a line still being reassembled.
     pub end_offset: u64,
+    /// Memory the chunk holds from the in-flight budget until every sink delivered it.
+    pub bytes: u64,
 }
 
 impl Rendered {
@@ -117,6 +120,7 @@ mod tests {
                 file: 0,
                 seq: 0,
                 end_offset: 0,
+                bytes: 0,
             },
             topic: Arc::from("t"),
             json,

@@ -4,7 +4,7 @@
 //! path it was found at (whose name carries the pod identity) and by its resolved target
 //! (what is actually read, and what two links to the same file share).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use glob::{Pattern, PatternError};
 
@@ -51,6 +51,30 @@ impl FileSet {
             include: include.to_vec(),
             exclude,
         })
+    }
+
+    /// The folders the include globs read: each glob's longest prefix without a wildcard.
+    /// Watching them tells of files appearing and vanishing.
+    pub fn watch_dirs(&self) -> Vec<PathBuf> {
+        let mut dirs: Vec<PathBuf> = self
+            .include
+            .iter()
+            .filter_map(|pattern| {
+                let literal: PathBuf = Path::new(pattern)
+                    .components()
+                    .take_while(|c| !c.as_os_str().to_string_lossy().contains(['*', '?', '[']))
+                    .collect();
+                let dir = if literal.as_os_str() == pattern.as_str() {
+                    literal.parent()?.to_path_buf()
+                } else {
+                    literal
+                };
+                (!dir.as_os_str().is_empty()).then_some(dir)
+            })
+            .collect();
+        dirs.sort();
+        dirs.dedup();
+        dirs
     }
 
     /// The regular files matched now, each once (by target), in path order. Paths that

@@ -1,13 +1,18 @@
-//! Finding log files and reading their lines with exact byte offsets.
+//! Finding log files, following them through rotation, and reading their lines with exact
+//! byte offsets.
 //!
-//! Knows files and offsets, nothing of Kubernetes or sinks. Today this is the reader that
-//! `--once` needs: every matched file read from its first byte to its end. Following files
-//! through rotation, with offsets persisted, is the tail engine's (see ARCHITECTURE.md).
+//! Knows files and offsets, nothing of Kubernetes or sinks. [`Tailer`] is the engine: one
+//! loop over every followed file (see `engine.rs` for how each kind of rotation is handled);
+//! [`LineReader`] cuts one file into lines; [`FileSet`] says which files to follow.
 
 mod discover;
-mod once;
+mod engine;
+mod identity;
 mod reader;
+mod watch;
 
 pub use discover::{FileSet, FoundFile, GlobError};
-pub use once::{TailEvent, read_once};
+pub use engine::{Resume, TailEvent, TailSettings, Tailer};
+pub use identity::{FileId, Fingerprint};
 pub use reader::{LineEnd, LineReader, Lines};
+pub use watch::Wake;

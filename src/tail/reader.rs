@@ -58,7 +58,11 @@ pub struct LineReader {
 impl LineReader {
     /// Opens `path` and positions the reader at `offset`.
     pub fn open(path: &Path, offset: u64, max_pending: usize) -> io::Result<LineReader> {
-        let mut file = File::open(path)?;
+        LineReader::from_file(File::open(path)?, offset, max_pending)
+    }
+
+    /// Reads the open `file` from `offset`.
+    pub fn from_file(mut file: File, offset: u64, max_pending: usize) -> io::Result<LineReader> {
         file.seek(SeekFrom::Start(offset))?;
         let max_pending = max_pending.max(1);
         Ok(LineReader {
@@ -73,6 +77,16 @@ impl LineReader {
     /// The offset of the first byte not yet returned.
     pub fn offset(&self) -> u64 {
         self.offset
+    }
+
+    /// Where the next read from the file lands: past the bytes waiting for a newline.
+    pub fn read_position(&self) -> u64 {
+        self.offset + self.pending.len() as u64
+    }
+
+    /// The open file (to stat it, or fingerprint it with positioned reads).
+    pub fn file(&self) -> &File {
+        &self.file
     }
 
     /// The next complete lines, or `None` when the file holds no further complete line (what

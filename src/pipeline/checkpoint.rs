@@ -1,0 +1,225 @@
+//! The checkpoint task: acknowledgements in, committed offsets out to SQLite.
+//!
+//! It learns of each file from the processor ([`FileNote`]) before any of the file's
+//! chunks can be delivered, counts every sink's acknowledgements with an [`AckTracker`],
+//! gives delivered chunks' memory back to the budget, and every `commit_interval` writes
+//! the offsets that moved in one transaction. A commit that fails keeps its offsets in
+//! memory and is tried again at the next interval: offsets only ever lag, never skip.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use super::acks::AckTracker;
+use super::memory::MemoryBudget;
+use crate::checkpoint::{Checkpoint, Store};
+use crate::sink::Delivered;
+use crate::tail::FileId;
+
+/// What the processor tells the checkpoint task about a file.
+#[derive(Debug)]
+pub enum FileNote {
+    /// A file is being read; `checkpoint.offset` is where reading started.
+    Opened {
+        /// The file's number in this run.
+        file: u64,
+        /// Its identity, path and starting offset.
+        checkpoint: Checkpoint,
+    },
+    /// The file's last chunk is `last_seq`; once it is delivered, the file is done.
+    Closed {
+        /// The file's number.
+        file: u64,
+        /// Its last chunk.
+        last_seq: u64,
+        /// It is gone from its path: forget its checkpoint once delivered.
+        gone: bool,
+    },
+}
+
+#[derive(Debug)]
+struct Tracked {
+    checkpoint: Checkpoint,
+    delivered_seq: Option<u64>,
+    closed: Option<(u64, bool)>,
+}
+
+impl Tracked {
+    /// Closed, and its last chunk delivered.
+    fn is_done(&self) -> bool {
+        let delivered = self.delivered_seq;
+        self.closed
+            .is_some_and(|(last_seq, _)| delivered.is_some_and(|seq| seq >= last_seq))
+    }
+}
+
+/// Owns the store and the acknowledgement bookkeeping.
+#[derive(Debug)]
+pub struct Checkpointer {
+    store: Store,
+    tracker: AckTracker,
+    budget: Arc<MemoryBudget>,
+    commit_interval: Duration,
+    files: HashMap<u64, Tracked>,
+    /// Which number reads each identity now (a truncated file gets a new one).
+    current: HashMap<FileId, u64>,
+    dirty: HashSet<u64>,
+    forget: Vec<FileId>,
+    /// Delivered offsets by path, for the run summary.
+    delivered: BTreeMap<PathBuf, u64>,
+}
+
+impl Checkpointer {
+    /// A task committing to `store`, for chunks delivered to `sinks` sinks.
+    pub fn new(
+        store: Store,
+        sinks: usize,
+        budget: Arc<MemoryBudget>,
+        commit_interval: Duration,
+    ) -> Self {
+        Checkpointer {
+            store,
+            tracker: AckTracker::new(sinks),
+            budget,
+            commit_interval,
+            files: HashMap::new(),
+            current: HashMap::new(),
+            dirty: HashSet::new(),
+            forget: Vec::new(),
+            delivered: BTreeMap::new(),
+        }
+    }
+
+    /// Runs until `delivered` closes (every sink has finished), then commits a last time.
+    /// Returns each file's delivered offset, by path.
+    pub async fn run(
+        mut self,
+        mut notes: mpsc::UnboundedReceiver<FileNote>,
+        mut delivered: mpsc::Receiver<Delivered>,
+    ) -> BTreeMap<PathBuf, u64> {
+        let mut tick = tokio::time::interval(self.commit_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            // Biased: a file's note was sent before any of its chunks, so taking notes
+            // first means no acknowledgement ever arrives for an unknown file.
+            tokio::select! {
+                biased;
+                Some(note) = notes.recv() => self.note(note),
+                chunks = delivered.recv() => match chunks {
+                    Some(chunks) => self.acknowledge(chunks),
+                    None => break,
+                },
+                _ = tick.tick() => self.commit(),
+            }
+        }
+        while let Ok(note) = notes.try_recv() {
+            self.note(note);
+        }
+        self.commit();
+        self.delivered
+    }
+
+    fn note(&mut self, note: FileNote) {
+        match note {
+            FileNote::Opened { file, checkpoint } => {
+                self.current.insert(checkpoint.id, file);
+                let tracked = Tracked {
+                    checkpoint,
+                    delivered_seq: None,
+                    closed: None,
+                };
+                self.files.insert(file, tracked);
+            }
+            FileNote::Closed {
+                file,
+                last_seq,
+                gone,
+            } => {
+                if let Some(tracked) = self.files.get_mut(&file) {
+                    tracked.closed = Some((last_seq, gone));
+                }
+                self.finish_if_done(file);
+            }
+        }
+    }
+
+    fn acknowledge(&mut self, chunks: Delivered) {
+        for chunk in chunks {
+            let acked = self.tracker.ack(chunk.ack);
+            if acked.complete {
+                self.budget.release(chunk.ack.bytes);
+            }
+            let Some(committed) = acked.committed else {
+                continue;
+            };
+            let Some(tracked) = self.files.get_mut(&chunk.ack.file) else {
+                continue;
+            };
+            tracked.delivered_seq = Some(committed.seq);
+            if tracked.checkpoint.offset != committed.offset {
+                tracked.checkpoint.offset = committed.offset;
+                self.dirty.insert(chunk.ack.file);
+            }
+            self.delivered
+                .insert(tracked.checkpoint.path.clone(), committed.offset);
+            self.finish_if_done(chunk.ack.file);
+        }
+    }
+
+    /// A closed file whose last chunk is delivered needs no more tracking; a gone one's
+    /// checkpoint is forgotten (unless the identity is being read again under a new number).
+    fn finish_if_done(&mut self, file: u64) {
+        let Some(tracked) = self.files.get(&file) else {
+            return;
+        };
+        let Some((_, gone)) = tracked.closed.filter(|_| tracked.is_done()) else {
+            return;
+        };
+        let id = tracked.checkpoint.id;
+        let still_current = self.current.get(&id) == Some(&file);
+        if gone && still_current {
+            self.forget.push(id);
+            self.dirty.remove(&file);
+            self.current.remove(&id);
+            self.files.remove(&file);
+        } else if !self.dirty.contains(&file) {
+            self.files.remove(&file);
+        }
+        self.tracker.remove(file);
+    }
+
+    /// Writes every moved offset (of the number that reads each identity now) in one
+    /// transaction. On failure the offsets stay pending for the next interval.
+    fn commit(&mut self) {
+        let rows: Vec<Checkpoint> = self
+            .dirty
+            .iter()
+            .filter_map(|file| self.files.get(file).map(|tracked| (file, tracked)))
+            .filter(|(file, tracked)| self.current.get(&tracked.checkpoint.id) == Some(file))
+            .map(|(_, tracked)| tracked.checkpoint.clone())
+            .collect();
+        if rows.is_empty() && self.forget.is_empty() {
+            self.dirty.clear();
+            return;
+        }
+        let result = tokio::task::block_in_place(|| {
+            self.store.commit(&rows)?;
+            self.store.forget(&self.forget)
+        });
+        match result {
+            Ok(()) => {
+                let dirty = std::mem::take(&mut self.dirty);
+                self.forget.clear();
+                for file in dirty {
+                    if self.files.get(&file).is_some_and(Tracked::is_done) {
+                        self.files.remove(&file);
+                    }
+                }
+            }
+            Err(error) => tracing::warn!(%error, "committing offsets failed; will retry"),
+        }
+    }
+}

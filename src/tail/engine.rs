@@ -1,0 +1,519 @@
+//! The tail engine: one loop that finds files, follows them through rotation, and reads them.
+//!
+//! One loop over all files, on one thread, as Vector's `file_server` and Fluent Bit's tail
+//! input do: find files (globs, on change events and every `rescan_interval`), read each
+//! one with new bytes for a bounded number of chunks (round-robin, so one busy file cannot
+//! starve the others), close the ones rotated away once drained. Rotation of every kind
+//! comes down to one question asked of a path: is it still the same file?
+//!
+//! - rename + create (the kubelet's, docker's): the path now names another file; the old
+//!   one stays open, is read to its end, and is closed `rotate_wait` after its last growth.
+//!   Its successor is read only once it is drained, so lines keep their order.
+//! - copytruncate: the file is shorter than what was read; it is read again from 0.
+//! - deletion: the path is gone; the open file is read to its end as above.
+//! - rotation while shiplog was down: a checkpointed file no longer at its path is looked
+//!   for by identity in its old folder (the kubelet leaves it there as `0.log.<time>`) and
+//!   read from its checkpoint to its end before its successor.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc as std_mpsc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+use super::identity::{FileId, Fingerprint};
+use super::watch::{DirWatcher, Wake};
+use super::{FileSet, FoundFile, LineReader, Lines};
+use crate::config::ReadFrom;
+
+/// Chunks one file may read in one round before the others get their turn.
+const CHUNKS_PER_ROUND: usize = 8;
+
+/// How the engine reads, from the config.
+#[derive(Debug, Clone)]
+pub struct TailSettings {
+    /// Where a file found at first start with no checkpoint is read from.
+    pub read_from: ReadFrom,
+    /// A line with no newline within this many bytes is cut.
+    pub max_pending: usize,
+    /// How often the globs are evaluated again.
+    pub rescan_interval: Duration,
+    /// How long a rotated or deleted file stays open after its last growth.
+    pub rotate_wait: Duration,
+    /// Read what the files hold now and return (`--once`).
+    pub once: bool,
+}
+
+/// Where a file was left last time, from the checkpoint store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resume {
+    /// The file's identity.
+    pub id: FileId,
+    /// Its first bytes, to tell a reused inode from the same file.
+    pub fingerprint: Fingerprint,
+    /// Its resolved path when last seen.
+    pub path: PathBuf,
+    /// The offset every sink had acknowledged.
+    pub offset: u64,
+}
+
+/// What the engine reports, per file, in order: `Opened`, any number of `Lines`, `Closed`.
+#[derive(Debug)]
+pub enum TailEvent {
+    /// A file is being followed from now on; `file` numbers it for the events that follow.
+    /// A file read again after a truncation gets a new number.
+    Opened {
+        /// The file's number in this run.
+        file: u64,
+        /// Where it was found and what it resolves to.
+        found: FoundFile,
+        /// Its identity.
+        id: FileId,
+        /// Its first bytes when opened.
+        fingerprint: Fingerprint,
+        /// Where reading starts.
+        offset: u64,
+    },
+    /// Lines read from the file.
+    Lines {
+        /// The file's number.
+        file: u64,
+        /// The lines and their offsets.
+        lines: Lines,
+    },
+    /// Nothing more will be read under this number.
+    Closed {
+        /// The file's number.
+        file: u64,
+        /// The file is gone from its path (rotated away or deleted) and fully read: its
+        /// checkpoint can be forgotten once everything read is delivered.
+        gone: bool,
+    },
+}
+
+/// One followed file.
+#[derive(Debug)]
+struct Followed {
+    found: FoundFile,
+    id: FileId,
+    reader: LineReader,
+    /// When the file stopped being at its path; `None` while it is current.
+    rotated: Option<Instant>,
+    /// When the last read returned bytes (or the file was opened).
+    last_growth: Instant,
+    /// The last read found nothing new.
+    at_end: bool,
+    /// A predecessor (rotated away) that must be drained before this file is read.
+    after: Option<u64>,
+}
+
+/// The engine. Build it, then call [`Tailer::run`] on a thread that may block.
+#[derive(Debug)]
+pub struct Tailer {
+    settings: TailSettings,
+    files: FileSet,
+    resume: HashMap<FileId, Resume>,
+    first_start: bool,
+    events: mpsc::Sender<TailEvent>,
+    wake: std_mpsc::Receiver<Wake>,
+    watcher: DirWatcher,
+    followed: BTreeMap<u64, Followed>,
+    by_path: HashMap<PathBuf, u64>,
+    /// Files rotated while shiplog was down, by the path their successor now has.
+    predecessors: HashMap<PathBuf, u64>,
+    next_file: u64,
+}
+
+/// The receiving end of [`TailEvent`]s is gone: nothing read would be used.
+struct Disconnected;
+
+impl Tailer {
+    /// An engine for `files`. `resume` holds the checkpoints of the last run; `first_start`
+    /// says there was no last run (`read_from` applies only then). Wake-ups (from the
+    /// file watcher it creates, and `Wake::Stop` from whoever owns `wake_tx`) arrive on
+    /// `wake`.
+    pub fn new(
+        settings: TailSettings,
+        files: FileSet,
+        resume: Vec<Resume>,
+        first_start: bool,
+        events: mpsc::Sender<TailEvent>,
+        wake_tx: std_mpsc::Sender<Wake>,
+        wake: std_mpsc::Receiver<Wake>,
+    ) -> Tailer {
+        let watcher = if settings.once {
+            DirWatcher::disabled()
+        } else {
+            DirWatcher::new(wake_tx)
+        };
+        Tailer {
+            settings,
+            files,
+            resume: resume.into_iter().map(|r| (r.id, r)).collect(),
+            first_start,
+            events,
+            wake,
+            watcher,
+            followed: BTreeMap::new(),
+            by_path: HashMap::new(),
+            predecessors: HashMap::new(),
+            next_file: 0,
+        }
+    }
+
+    /// Follows files until told to stop (or, with `once`, until everything is read).
+    pub fn run(mut self) {
+        for dir in self.files.watch_dirs() {
+            self.watcher.watch(&dir);
+        }
+        // Ending early (the pipeline went away) needs no clean-up: dropping the sender is
+        // the signal downstream.
+        drop(self.follow());
+    }
+
+    fn follow(&mut self) -> Result<(), Disconnected> {
+        self.resume_rotated_while_down()?;
+        self.discover()?;
+        if self.settings.once {
+            return self.read_everything_once();
+        }
+        let mut next_rescan = Instant::now() + self.settings.rescan_interval;
+        loop {
+            let progressed = self.read_round()?;
+            self.close_drained()?;
+            let wait = if progressed {
+                Duration::ZERO
+            } else {
+                let until_rescan = next_rescan.saturating_duration_since(Instant::now());
+                until_rescan.min(self.until_next_close())
+            };
+            let mut moved = false;
+            match self.wake.recv_timeout(wait) {
+                Ok(Wake::Stop) | Err(std_mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
+                Ok(wake) => moved = wake == Wake::Moved,
+                Err(std_mpsc::RecvTimeoutError::Timeout) => {}
+            }
+            // Take every wake-up that is waiting: one look serves them all.
+            while let Ok(wake) = self.wake.try_recv() {
+                match wake {
+                    Wake::Stop => return Ok(()),
+                    Wake::Moved => moved = true,
+                    Wake::Grew => {}
+                }
+            }
+            if moved || Instant::now() >= next_rescan {
+                self.discover()?;
+                next_rescan = Instant::now() + self.settings.rescan_interval;
+            }
+        }
+    }
+
+    /// `--once`: every file to its end, what follows its last newline included.
+    fn read_everything_once(&mut self) -> Result<(), Disconnected> {
+        let keys: Vec<u64> = self.followed.keys().copied().collect();
+        for key in keys {
+            while self.read_file(key, usize::MAX)? {}
+            self.close(key, false)?;
+        }
+        Ok(())
+    }
+
+    /// Finds the files the globs match now and compares them with those followed.
+    fn discover(&mut self) -> Result<(), Disconnected> {
+        let (found, skipped) = self.files.scan();
+        for (path, reason) in skipped {
+            tracing::debug!(path = %path.display(), %reason, "not following");
+        }
+        let mut seen = HashMap::new();
+        for file in found {
+            let Some((handle, metadata)) = open(&file.target) else {
+                continue;
+            };
+            let id = FileId::of(&metadata);
+            seen.insert(file.path.clone(), id);
+            match self
+                .by_path
+                .get(&file.path)
+                .map(|key| (*key, self.followed[key].id))
+            {
+                Some((_, current)) if current == id => {}
+                Some((old, _)) => {
+                    self.mark_rotated(old);
+                    let key = self.start(file, handle, id, 0)?;
+                    self.wait_for(key, Some(old));
+                }
+                None if self.followed.values().any(|f| f.id == id) => {}
+                None => {
+                    let offset = self.start_offset(id, &metadata, &handle);
+                    let predecessor = self.predecessors.remove(&file.target);
+                    let key = self.start(file, handle, id, offset)?;
+                    self.wait_for(key, predecessor);
+                }
+            }
+        }
+        let vanished: Vec<u64> = self
+            .by_path
+            .iter()
+            .filter(|(path, _)| !seen.contains_key(*path))
+            .map(|(_, key)| *key)
+            .collect();
+        for key in vanished {
+            self.mark_rotated(key);
+        }
+        Ok(())
+    }
+
+    /// Where a newly found file is read from: its checkpoint when it is the same file,
+    /// its end at a first start with `read_from = "tail"`, else its first byte.
+    fn start_offset(&mut self, id: FileId, metadata: &std::fs::Metadata, file: &File) -> u64 {
+        if let Some(resume) = self.resume.remove(&id) {
+            let same = resume.fingerprint.matches(file).unwrap_or(false);
+            if same && resume.offset <= metadata.len() {
+                return resume.offset;
+            }
+            tracing::info!(path = %resume.path.display(), "a new file took a checkpointed inode; reading it from the start");
+            return 0;
+        }
+        match (self.first_start, self.settings.read_from) {
+            (true, ReadFrom::Tail) => metadata.len(),
+            _ => 0,
+        }
+    }
+
+    /// Files the last run was reading that are no longer at their path: rotated while
+    /// shiplog was down. Each is looked for by identity in its old folder and read from
+    /// its checkpoint to its end.
+    fn resume_rotated_while_down(&mut self) -> Result<(), Disconnected> {
+        let moved: Vec<Resume> = self
+            .resume
+            .values()
+            .filter(|r| open(&r.path).is_none_or(|(_, meta)| FileId::of(&meta) != r.id))
+            .cloned()
+            .collect();
+        for resume in moved {
+            let Some((path, file)) = find_by_identity(&resume) else {
+                continue;
+            };
+            self.resume.remove(&resume.id);
+            tracing::info!(from = %resume.path.display(), now = %path.display(), "reading a file rotated while shiplog was down");
+            let found = FoundFile {
+                path: resume.path.clone(),
+                target: path,
+            };
+            if let Some(key) = self.start(found, file, resume.id, resume.offset)? {
+                self.mark_rotated(key);
+                self.predecessors.insert(resume.path, key);
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts following `file` from `offset` under a new number, which it returns; `None`
+    /// when the file cannot be read (the rescan tries again).
+    fn start(
+        &mut self,
+        found: FoundFile,
+        mut file: File,
+        id: FileId,
+        offset: u64,
+    ) -> Result<Option<u64>, Disconnected> {
+        let opened = Fingerprint::read(&mut file).and_then(|fingerprint| {
+            Ok((
+                fingerprint,
+                LineReader::from_file(file, offset, self.settings.max_pending)?,
+            ))
+        });
+        let (fingerprint, reader) = match opened {
+            Ok(opened) => opened,
+            Err(error) => {
+                tracing::warn!(path = %found.target.display(), %error, "cannot read; will try again");
+                return Ok(None);
+            }
+        };
+        let key = self.next_file;
+        self.next_file += 1;
+        if let Some(dir) = found.target.parent() {
+            self.watcher.watch(dir);
+        }
+        self.by_path.insert(found.path.clone(), key);
+        self.send(TailEvent::Opened {
+            file: key,
+            found: found.clone(),
+            id,
+            fingerprint,
+            offset,
+        })?;
+        let followed = Followed {
+            found,
+            id,
+            reader,
+            rotated: None,
+            last_growth: Instant::now(),
+            at_end: false,
+            after: None,
+        };
+        self.followed.insert(key, followed);
+        Ok(Some(key))
+    }
+
+    fn wait_for(&mut self, key: Option<u64>, predecessor: Option<u64>) {
+        if let Some(file) = key.and_then(|key| self.followed.get_mut(&key)) {
+            file.after = predecessor;
+        }
+    }
+
+    fn mark_rotated(&mut self, key: u64) {
+        let Some(file) = self.followed.get_mut(&key) else {
+            return;
+        };
+        if file.rotated.is_none() {
+            file.rotated = Some(Instant::now());
+            file.at_end = false;
+            if self.by_path.get(&file.found.path) == Some(&key) {
+                self.by_path.remove(&file.found.path);
+            }
+        }
+    }
+
+    /// Reads every file that has something new, a bounded number of chunks each.
+    fn read_round(&mut self) -> Result<bool, Disconnected> {
+        let keys: Vec<u64> = self.followed.keys().copied().collect();
+        let mut progressed = false;
+        for key in keys {
+            let blocked = self.followed[&key]
+                .after
+                .is_some_and(|p| self.followed.contains_key(&p));
+            if !blocked {
+                progressed |= self.read_file(key, CHUNKS_PER_ROUND)?;
+            }
+        }
+        Ok(progressed)
+    }
+
+    /// Reads up to `chunks` chunks of one file, sending each as it is read; true when it
+    /// read something.
+    fn read_file(&mut self, key: u64, chunks: usize) -> Result<bool, Disconnected> {
+        if self.truncated(key) {
+            self.restart_truncated(key)?;
+            return Ok(true);
+        }
+        let mut progressed = false;
+        for _ in 0..chunks {
+            let Some(file) = self.followed.get_mut(&key) else {
+                break;
+            };
+            let lines = match file.reader.read_lines() {
+                Ok(Some(lines)) => lines,
+                Ok(None) => {
+                    file.at_end = true;
+                    break;
+                }
+                Err(error) => {
+                    let path = file.found.target.display();
+                    tracing::warn!(path = %path, %error, "read failed; retrying later");
+                    break;
+                }
+            };
+            file.last_growth = Instant::now();
+            file.at_end = false;
+            progressed = true;
+            self.send(TailEvent::Lines { file: key, lines })?;
+        }
+        Ok(progressed)
+    }
+
+    /// True when the file is now shorter than what was read of it (copytruncate).
+    fn truncated(&self, key: u64) -> bool {
+        let Some(file) = self.followed.get(&key) else {
+            return false;
+        };
+        let len = file.reader.file().metadata().map(|m| m.len());
+        len.is_ok_and(|len| len < file.reader.read_position())
+    }
+
+    /// A truncated file is read again from its first byte under a new number. Lines
+    /// written between the rotator's copy and its truncation, and not yet read, are lost:
+    /// that window belongs to copytruncate itself; reading promptly keeps it small.
+    fn restart_truncated(&mut self, key: u64) -> Result<(), Disconnected> {
+        let Some(old) = self.followed.get(&key) else {
+            return Ok(());
+        };
+        let (found, id) = (old.found.clone(), old.id);
+        tracing::info!(path = %found.target.display(), "file truncated; reading it again from the start");
+        let file = old.reader.file().try_clone();
+        self.close(key, false)?;
+        match file {
+            Ok(file) => self.start(found, file, id, 0).map(drop),
+            Err(error) => {
+                tracing::warn!(%error, "cannot reopen a truncated file; the rescan will find it");
+                Ok(())
+            }
+        }
+    }
+
+    /// Closes rotated files that have been drained and quiet for `rotate_wait`.
+    fn close_drained(&mut self) -> Result<(), Disconnected> {
+        let now = Instant::now();
+        let wait = self.settings.rotate_wait;
+        let done: Vec<u64> = self
+            .followed
+            .iter()
+            .filter(|(_, f)| f.rotated.is_some() && f.at_end && now >= f.last_growth + wait)
+            .map(|(key, _)| *key)
+            .collect();
+        for key in done {
+            self.close(key, true)?;
+        }
+        Ok(())
+    }
+
+    fn until_next_close(&self) -> Duration {
+        let now = Instant::now();
+        self.followed
+            .values()
+            .filter(|f| f.rotated.is_some())
+            .map(|f| (f.last_growth + self.settings.rotate_wait).saturating_duration_since(now))
+            .min()
+            .unwrap_or(Duration::MAX)
+    }
+
+    /// Stops following `key`: what follows its last newline goes out as the end of the
+    /// file, then `Closed`.
+    fn close(&mut self, key: u64, gone: bool) -> Result<(), Disconnected> {
+        let Some(mut file) = self.followed.remove(&key) else {
+            return Ok(());
+        };
+        if self.by_path.get(&file.found.path) == Some(&key) {
+            self.by_path.remove(&file.found.path);
+        }
+        if let Some(lines) = file.reader.take_unterminated() {
+            self.send(TailEvent::Lines { file: key, lines })?;
+        }
+        self.send(TailEvent::Closed { file: key, gone })
+    }
+
+    fn send(&self, event: TailEvent) -> Result<(), Disconnected> {
+        self.events.blocking_send(event).map_err(|_| Disconnected)
+    }
+}
+
+/// Opens `path` for reading, with its metadata; `None` when it cannot be (gone, a folder).
+fn open(path: &Path) -> Option<(File, std::fs::Metadata)> {
+    let file = File::open(path).ok()?;
+    let metadata = file.metadata().ok()?;
+    metadata.is_file().then_some((file, metadata))
+}
+
+/// The file `resume` names, looked for by (device, inode) and fingerprint in the folder
+/// it was in.
+fn find_by_identity(resume: &Resume) -> Option<(PathBuf, File)> {
+    let dir = resume.path.parent()?;
+    std::fs::read_dir(dir).ok()?.flatten().find_map(|entry| {
+        let path = entry.path();
+        let (file, metadata) = open(&path)?;
+        let same = FileId::of(&metadata) == resume.id && resume.fingerprint.matches(&file).ok()?;
+        (same && resume.offset <= metadata.len()).then_some((path, file))
+    })
+}
