@@ -103,6 +103,11 @@ struct Followed {
     rotated: Option<Instant>,
     /// When the last read returned bytes (or the file was opened).
     last_growth: Instant,
+    /// The file's size at the last look; a look that finds another size checks that the
+    /// file still starts with `fingerprint`.
+    last_len: u64,
+    /// The file's first bytes as last verified (grows to its full length as the file does).
+    fingerprint: Fingerprint,
     /// The last read found nothing new.
     at_end: bool,
     /// A predecessor (rotated away) that must be drained before this file is read.
@@ -351,6 +356,8 @@ impl Tailer {
             reader,
             rotated: None,
             last_growth: Instant::now(),
+            last_len: offset,
+            fingerprint,
             at_end: false,
             after: None,
         };
@@ -424,13 +431,28 @@ impl Tailer {
         Ok(progressed)
     }
 
-    /// True when the file is now shorter than what was read of it (copytruncate).
-    fn truncated(&self, key: u64) -> bool {
-        let Some(file) = self.followed.get(&key) else {
+    /// True when the file no longer holds what was read of it (copytruncate): it is
+    /// shorter than the read position, or, when its size changed, its first bytes are not
+    /// the ones it was opened with (it was cut and refilled past the old offset between
+    /// two looks). A fingerprint shorter than its full length is extended as the file grows.
+    fn truncated(&mut self, key: u64) -> bool {
+        let Some(file) = self.followed.get_mut(&key) else { return false };
+        let Ok(len) = file.reader.file().metadata().map(|m| m.len()) else { return false };
+        if len == file.last_len {
             return false;
-        };
-        let len = file.reader.file().metadata().map(|m| m.len());
-        len.is_ok_and(|len| len < file.reader.read_position())
+        }
+        file.last_len = len;
+        if len < file.reader.read_position() {
+            return true;
+        }
+        match file.fingerprint.matches(file.reader.file()) {
+            Ok(true) => {
+                file.fingerprint = file.fingerprint.extend(file.reader.file()).unwrap_or(file.fingerprint);
+                false
+            }
+            Ok(false) => true,
+            Err(_) => false,
+        }
     }
 
     /// A truncated file is read again from its first byte under a new number. Lines

@@ -131,3 +131,82 @@ pub fn run_once(config: &Path) -> Output {
 pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
+
+/// A `shiplog` following files in the background, stopped by PID.
+pub struct Running {
+    child: std::process::Child,
+}
+
+impl Running {
+    /// Starts `shiplog --config CONFIG` (follow mode), its stderr appended to `stderr_to`.
+    pub fn start(config: &Path, stderr_to: &Path) -> Running {
+        let stderr = fs::OpenOptions::new().create(true).append(true).open(stderr_to).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_shiplog"))
+            .args(["--config", config.to_str().expect("UTF-8 path")])
+            .env("RUST_LOG", "info")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("shiplog starts");
+        Running { child }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM and waits for the exit.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        signal(self.pid(), "TERM");
+        self.child.wait().expect("shiplog exits")
+    }
+
+    /// Sends SIGKILL and waits for the process to be gone.
+    pub fn kill(mut self) {
+        signal(self.pid(), "KILL");
+        self.child.wait().expect("shiplog is reaped");
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // A test that failed half-way must not leave a collector running.
+        if let Ok(None) = self.child.try_wait() {
+            signal(self.child.id(), "KILL");
+            self.child.wait().ok();
+        }
+    }
+}
+
+/// Sends `SIG<name>` to `pid` with kill(1).
+pub fn signal(pid: u32, name: &str) {
+    let status = Command::new("kill").args([format!("-{name}"), pid.to_string()]).status();
+    assert!(status.is_ok_and(|s| s.success()), "kill -{name} {pid}");
+}
+
+/// Polls `done` until it holds or `timeout` passes; panics naming `what` on timeout.
+pub fn wait_until(timeout: std::time::Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + timeout;
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// A CRI line whose message names the writer's file and a sequence number: `<file>:<seq>`.
+pub fn numbered_line(file: usize, seq: usize) -> String {
+    format!("2026-11-25T09:00:00.{seq:09}Z stdout F {file}:{seq}\n")
+}
+
+/// The `(file, seq)` of every numbered record, in output order.
+pub fn numbered(records: &[Value]) -> Vec<(usize, usize)> {
+    records
+        .iter()
+        .filter_map(|r| {
+            let (file, seq) = r["log"].as_str()?.split_once(':')?;
+            Some((file.parse().ok()?, seq.parse().ok()?))
+        })
+        .collect()
+}
