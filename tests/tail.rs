@@ -17,7 +17,11 @@ const FAST_COMMITS: (&str, &str) = ("state", "commit_interval = \"100ms\"");
 const FAST_BATCHES: (&str, &str) = ("pipeline", "batch_timeout = \"50ms\"");
 
 fn append(path: &Path, text: &str) {
-    let mut file = OpenOptions::new().create(true).append(true).open(path).expect("open for append");
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .expect("open for append");
     file.write_all(text.as_bytes()).expect("append");
 }
 
@@ -47,8 +51,9 @@ fn every_line_arrives_exactly_once_in_order_while_20_files_rotate_under_load() {
     const LINES: usize = 3000;
     const ROTATE_EVERY: usize = 1000;
     let node = Node::new();
-    let paths: Vec<PathBuf> =
-        (0..FILES).map(|f| node.container_log("load", &format!("writer-{f}"), "app", b"")).collect();
+    let paths: Vec<PathBuf> = (0..FILES)
+        .map(|f| node.container_log("load", &format!("writer-{f}"), "app", b""))
+        .collect();
     let config = node.config(&[FOLLOW, FAST_COMMITS, FAST_BATCHES]);
     let shiplog = Running::start(&config, &node.path("shiplog.log"));
 
@@ -80,7 +85,11 @@ fn every_line_arrives_exactly_once_in_order_while_20_files_rotate_under_load() {
     let files = by_file(&node.records());
     assert_eq!(files.len(), FILES);
     for (file, seqs) in files {
-        assert_eq!(seqs, (0..LINES).collect::<Vec<_>>(), "file {file}: each line once, in order");
+        assert_eq!(
+            seqs,
+            (0..LINES).collect::<Vec<_>>(),
+            "file {file}: each line once, in order"
+        );
     }
 }
 
@@ -90,16 +99,25 @@ fn a_copytruncated_file_is_read_again_from_its_start() {
     let path = node.container_log("shop", "web-1", "app", lines(0, 0..500).as_bytes());
     let config = node.config(&[FOLLOW, FAST_COMMITS, FAST_BATCHES]);
     let shiplog = Running::start(&config, &node.path("shiplog.log"));
-    wait_until(Duration::from_secs(20), "the first 500 lines", || node.records().len() >= 500);
+    wait_until(Duration::from_secs(20), "the first 500 lines", || {
+        node.records().len() >= 500
+    });
 
     // copytruncate: copy aside, then cut the original to nothing. Lines written between
     // the two steps would be lost if not yet read; here nothing is written in between.
     fs::copy(&path, path.with_extension("log.1")).expect("copy");
-    OpenOptions::new().write(true).open(&path).expect("open").set_len(0).expect("truncate");
+    OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .expect("open")
+        .set_len(0)
+        .expect("truncate");
     append(&path, &lines(0, 500..1200));
-    wait_until(Duration::from_secs(20), "the lines after the truncation", || {
-        node.records().len() >= 1200
-    });
+    wait_until(
+        Duration::from_secs(20),
+        "the lines after the truncation",
+        || node.records().len() >= 1200,
+    );
     assert!(shiplog.stop().success());
     assert_eq!(by_file(&node.records())[&0], (0..1200).collect::<Vec<_>>());
 }
@@ -126,7 +144,11 @@ fn a_second_once_run_delivers_nothing_and_a_third_delivers_only_what_was_appende
     let config = node.config(&[]);
     run_once(&config);
     run_once(&config);
-    assert_eq!(node.records().len(), 50, "the second run delivered nothing again");
+    assert_eq!(
+        node.records().len(),
+        50,
+        "the second run delivered nothing again"
+    );
     append(&path, &lines(0, 50..80));
     run_once(&config);
     assert_eq!(by_file(&node.records())[&0], (0..80).collect::<Vec<_>>());
@@ -158,7 +180,12 @@ fn a_new_file_on_a_reused_inode_is_read_from_its_start() {
     let new_inode = std::os::unix::fs::MetadataExt::ino(&fs::metadata(&path).expect("stat"));
     run_once(&config);
     let files = by_file(&node.records());
-    assert_eq!(files[&1], (0..60).collect::<Vec<_>>(), "inode reused: {}", old_inode == new_inode);
+    assert_eq!(
+        files[&1],
+        (0..60).collect::<Vec<_>>(),
+        "inode reused: {}",
+        old_inode == new_inode
+    );
 }
 
 #[test]
@@ -167,11 +194,18 @@ fn read_from_tail_skips_what_files_held_at_the_first_start_only() {
     let path = node.container_log("shop", "web-1", "app", lines(0, 0..30).as_bytes());
     let config = node.config(&[("tail", "read_from = \"tail\"")]);
     run_once(&config);
-    assert!(node.records().is_empty(), "existing lines are skipped at the first start");
+    assert!(
+        node.records().is_empty(),
+        "existing lines are skipped at the first start"
+    );
     append(&path, &lines(0, 30..35));
     node.container_log("shop", "web-2", "app", lines(1, 0..3).as_bytes());
     run_once(&config);
     let files = by_file(&node.records());
     assert_eq!(files[&0], (30..35).collect::<Vec<_>>());
-    assert_eq!(files[&1], (0..3).collect::<Vec<_>>(), "a file new since then is read whole");
+    assert_eq!(
+        files[&1],
+        (0..3).collect::<Vec<_>>(),
+        "a file new since then is read whole"
+    );
 }

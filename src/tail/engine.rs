@@ -320,11 +320,11 @@ impl Tailer {
     fn start(
         &mut self,
         found: FoundFile,
-        mut file: File,
+        file: File,
         id: FileId,
         offset: u64,
     ) -> Result<Option<u64>, Disconnected> {
-        let opened = Fingerprint::read(&mut file).and_then(|fingerprint| {
+        let opened = Fingerprint::read(&file).and_then(|fingerprint| {
             Ok((
                 fingerprint,
                 LineReader::from_file(file, offset, self.settings.max_pending)?,
@@ -436,8 +436,12 @@ impl Tailer {
     /// the ones it was opened with (it was cut and refilled past the old offset between
     /// two looks). A fingerprint shorter than its full length is extended as the file grows.
     fn truncated(&mut self, key: u64) -> bool {
-        let Some(file) = self.followed.get_mut(&key) else { return false };
-        let Ok(len) = file.reader.file().metadata().map(|m| m.len()) else { return false };
+        let Some(file) = self.followed.get_mut(&key) else {
+            return false;
+        };
+        let Ok(len) = file.reader.file().metadata().map(|m| m.len()) else {
+            return false;
+        };
         if len == file.last_len {
             return false;
         }
@@ -447,7 +451,10 @@ impl Tailer {
         }
         match file.fingerprint.matches(file.reader.file()) {
             Ok(true) => {
-                file.fingerprint = file.fingerprint.extend(file.reader.file()).unwrap_or(file.fingerprint);
+                if file.fingerprint.len < Fingerprint::MAX_LEN {
+                    let longer = Fingerprint::read(file.reader.file());
+                    file.fingerprint = longer.unwrap_or(file.fingerprint);
+                }
                 false
             }
             Ok(false) => true,

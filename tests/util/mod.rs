@@ -140,7 +140,11 @@ pub struct Running {
 impl Running {
     /// Starts `shiplog --config CONFIG` (follow mode), its stderr appended to `stderr_to`.
     pub fn start(config: &Path, stderr_to: &Path) -> Running {
-        let stderr = fs::OpenOptions::new().create(true).append(true).open(stderr_to).expect("log file");
+        let stderr = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(stderr_to)
+            .expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_shiplog"))
             .args(["--config", config.to_str().expect("UTF-8 path")])
             .env("RUST_LOG", "info")
@@ -182,7 +186,9 @@ impl Drop for Running {
 
 /// Sends `SIG<name>` to `pid` with kill(1).
 pub fn signal(pid: u32, name: &str) {
-    let status = Command::new("kill").args([format!("-{name}"), pid.to_string()]).status();
+    let status = Command::new("kill")
+        .args([format!("-{name}"), pid.to_string()])
+        .status();
     assert!(status.is_ok_and(|s| s.success()), "kill -{name} {pid}");
 }
 
@@ -190,7 +196,10 @@ pub fn signal(pid: u32, name: &str) {
 pub fn wait_until(timeout: std::time::Duration, what: &str, mut done: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + timeout;
     while !done() {
-        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
