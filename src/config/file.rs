@@ -152,14 +152,13 @@ impl Default for KubernetesFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(super) struct ParsersFile {
-    pub dirs: Vec<String>,
+    /// `None` when the file does not set it: the default folder, which may be missing.
+    pub dirs: Option<Vec<String>>,
 }
 
 impl Default for ParsersFile {
     fn default() -> Self {
-        ParsersFile {
-            dirs: vec!["parsers".to_string()],
-        }
+        ParsersFile { dirs: None }
     }
 }
 

@@ -158,8 +158,12 @@ pub enum MetadataSource {
 /// `[parsers]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ParsersConfig {
-    /// Folders whose `*.toml` files define parsers. Default `["parsers"]`.
+    /// Folders whose `*.toml` files define parsers, besides the built-in ones. Default
+    /// `["parsers"]`.
     pub dirs: Vec<PathBuf>,
+    /// The folders are the default, which may be missing (the built-in parsers need none);
+    /// a folder the file names must exist.
+    pub missing_ok: bool,
 }
 
 /// `[route]`.

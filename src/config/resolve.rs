@@ -230,10 +230,13 @@ fn kubernetes(file: KubernetesFile, origin: &Origin<'_>) -> Result<KubernetesCon
 }
 
 fn parsers(file: ParsersFile, origin: &Origin<'_>) -> Result<ParsersConfig, ConfigError> {
-    let dirs = file.dirs.iter().enumerate();
+    let missing_ok = file.dirs.is_none();
+    let given = file.dirs.unwrap_or_else(|| vec!["parsers".to_string()]);
+    let dirs = given.iter().enumerate();
     let dirs = dirs.map(|(i, dir)| origin.path(&format!("parsers.dirs[{i}]"), dir));
     Ok(ParsersConfig {
         dirs: dirs.collect::<Result<_, _>>()?,
+        missing_ok,
     })
 }
 
