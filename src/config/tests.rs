@@ -80,6 +80,7 @@ fn default_config(dir: &Path) -> Config {
         },
         parsers: ParsersConfig {
             dirs: vec![dir.join("parsers")],
+            missing_ok: true,
         },
         route: RouteConfig {
             topic: "{namespace}".to_string(),
@@ -154,7 +155,10 @@ type = "stdout"
 #[test]
 fn the_contracts_example_file_spells_out_the_defaults() -> TestResult {
     let (dir, loaded) = load(CONTRACT_EXAMPLE)?;
-    assert_eq!(loaded?, default_config(dir.path()));
+    let mut expected = default_config(dir.path());
+    // Naming the parsers folder, even the default one, makes it required.
+    expected.parsers.missing_ok = false;
+    assert_eq!(loaded?, expected);
     Ok(())
 }
 
@@ -255,6 +259,7 @@ fn every_section_can_be_overridden() -> TestResult {
                 "/etc/shiplog/parsers".into(),
                 "/usr/share/shiplog/parsers".into(),
             ],
+            missing_ok: false,
         },
         route: RouteConfig {
             topic: "{namespace}.{label.app}".into(),
