@@ -26,8 +26,10 @@ pub struct Cli {
 pub enum Command {
     /// Run the collector.
     Run(RunArgs),
-    /// Validate a config file; exit 0 when it is usable, 1 with the reason when not.
+    /// Validate a config file and its parsers; exit 0 when usable, 1 with the reason when not.
     Check(CheckArgs),
+    /// Read raw lines on stdin and print what a parser makes of each, as JSON.
+    Parse(ParseArgs),
 }
 
 /// Arguments of `run`.
@@ -47,4 +49,15 @@ pub struct CheckArgs {
     /// The config file (TOML).
     #[arg(long, short = 'c', value_name = "FILE")]
     pub config: PathBuf,
+}
+
+/// Arguments of `parse`.
+#[derive(Debug, Clone, Args)]
+pub struct ParseArgs {
+    /// The parser: a built-in one, or one defined in `--parsers-dir`.
+    #[arg(long, value_name = "NAME")]
+    pub parser: String,
+    /// A folder of parser definitions (`*.toml`) to load besides the built-in ones.
+    #[arg(long, value_name = "DIR")]
+    pub parsers_dir: Vec<PathBuf>,
 }

@@ -5,14 +5,20 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
-use shiplog::cli::{Cli, Command, RunArgs};
+use std::io::{BufRead, Write};
+
+use shiplog::cli::{Cli, Command, ParseArgs, RunArgs};
 use shiplog::config::{Config, ConfigError};
+use shiplog::parse::ParserSet;
 use shiplog::pipeline::{self, Mode, RunError};
+use shiplog::record::write_json_str;
 
 /// A failure, sorted by the exit code it earns.
 enum Failure {
-    /// Exit 1: the config or the input is at fault.
+    /// Exit 1: the config is at fault.
     Config(ConfigError),
+    /// Exit 1: other input is at fault (a parser definition, an argument).
+    Input(String),
     /// Exit 2: something failed while running.
     Runtime(String),
 }
@@ -22,6 +28,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match (cli.command, cli.run) {
         (Some(Command::Check(args)), _) => check(&args.config),
+        (Some(Command::Parse(args)), _) => parse(&args),
         (Some(Command::Run(args)), _) | (None, Some(args)) => run(&args),
         (None, None) => Err(Failure::Runtime(
             "no config given: use --config FILE (see --help)".into(),
@@ -30,6 +37,10 @@ fn main() -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Config(error)) => {
+            eprintln!("shiplog: {error}");
+            ExitCode::from(1)
+        }
+        Err(Failure::Input(error)) => {
             eprintln!("shiplog: {error}");
             ExitCode::from(1)
         }
@@ -42,12 +53,64 @@ fn main() -> ExitCode {
 
 fn check(path: &std::path::Path) -> Result<(), Failure> {
     let config = Config::load(path).map_err(Failure::Config)?;
+    let parsers = pipeline::parsers(&config).map_err(|e| Failure::Input(e.to_string()))?;
+    let sinks: Vec<&str> = config.sinks.iter().map(|sink| sink.name.as_str()).collect();
     println!(
-        "{}: ok ({} sink(s))",
+        "{}: ok ({} parsers, sinks: {})",
         config.source.display(),
-        config.sinks.len()
+        parsers.names().count(),
+        sinks.join(", ")
     );
     Ok(())
+}
+
+/// `shiplog parse`: each stdin line, parsed, as one JSON object on stdout: `log`, and
+/// `data` (and `time` when the parser reads one) when it matched, `"matched": false` when not.
+fn parse(args: &ParseArgs) -> Result<(), Failure> {
+    let mut parsers = ParserSet::builtin();
+    parsers
+        .load_dirs(&args.parsers_dir)
+        .map_err(|e| Failure::Input(e.to_string()))?;
+    let parser = parsers.get(&args.parser).ok_or_else(|| {
+        let known: Vec<&str> = parsers.names().collect();
+        Failure::Input(format!(
+            "no parser named {:?} (known: {})",
+            args.parser,
+            known.join(", ")
+        ))
+    })?;
+    let year = this_year();
+    let mut stdout = std::io::stdout().lock();
+    for line in std::io::stdin().lock().lines() {
+        let line = line.map_err(|e| Failure::Input(format!("reading stdin: {e}")))?;
+        let mut out = Vec::new();
+        out.extend_from_slice(b"{\"log\":");
+        write_json_str(&mut out, &line);
+        match parser.parse(&line, year) {
+            Some(parsed) => {
+                out.extend_from_slice(b",\"data\":");
+                out.extend_from_slice(parsed.data.as_bytes());
+                if let Some(time) = parsed.time {
+                    out.extend_from_slice(b",\"time\":");
+                    write_json_str(&mut out, &time);
+                }
+            }
+            None => out.extend_from_slice(b",\"matched\":false"),
+        }
+        out.extend_from_slice(b"}\n");
+        stdout
+            .write_all(&out)
+            .map_err(|e| Failure::Runtime(format!("writing stdout: {e}")))?;
+    }
+    Ok(())
+}
+
+/// This year, for parsers whose time formats have none.
+fn this_year() -> i16 {
+    let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    now.get(..4)
+        .and_then(|year| year.parse().ok())
+        .unwrap_or(1970)
 }
 
 fn run(args: &RunArgs) -> Result<(), Failure> {
@@ -59,6 +122,7 @@ fn run(args: &RunArgs) -> Result<(), Failure> {
         .block_on(pipeline::run(&config, mode))
         .map_err(|error| match error {
             RunError::Config(error) => Failure::Config(error),
+            RunError::Parsers(error) => Failure::Input(error.to_string()),
             other => Failure::Runtime(other.to_string()),
         })?;
     let p = summary.processed;

@@ -1,19 +1,21 @@
 //! Enrichment: a decoded line plus its file's context becomes a rendered record.
 //!
-//! Pure. Everything that depends only on the pod (the `kubernetes` fragment, the topic) is
-//! worked out once per file in a [`FileContext`]; per line there is the JSON merge, the
-//! UTF-8 check and a copy of bytes.
+//! Pure. Everything that depends only on the pod is worked out once per file in a
+//! [`FileContext`]: the `kubernetes` fragment, the topic, and per stream whether it is
+//! excluded and which parser its pod's annotations select. Per line there is the parser or
+//! the JSON merge, the UTF-8 check and a copy of bytes.
 
 pub mod annotations;
 
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use crate::decode::{DecodeError, Message};
+use self::annotations::{Annotations, parse_bool};
+use crate::decode::{DecodeError, Message, Stream};
 use crate::kube::{FragmentOptions, LogFileInfo, PodMeta, render_fragment};
-use crate::parse;
+use crate::parse::{self, Parser, ParserSet};
 use crate::record::{Flags, Record, Shape};
-use crate::route::{Placeholder, Template};
+use crate::route::{Placeholder, Template, is_valid_topic};
 
 /// How records are built, fixed at start-up from `[kubernetes]` and `[route]`.
 #[derive(Debug, Clone)]
@@ -23,6 +25,8 @@ pub struct Enricher {
     fragment: FragmentOptions,
     topic: Template,
     default_topic: Arc<str>,
+    parsers: ParserSet,
+    annotation_prefixes: Vec<String>,
 }
 
 /// Settings of an [`Enricher`]; the pipeline fills them from the config.
@@ -40,15 +44,58 @@ pub struct EnrichSettings {
     pub topic: Template,
     /// `route.default_topic`.
     pub default_topic: String,
+    /// The parsers annotations may name.
+    pub parsers: ParserSet,
+    /// `kubernetes.annotation_prefixes`.
+    pub annotation_prefixes: Vec<String>,
 }
 
 /// What every record of one file shares, worked out once when the file is opened.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct FileContext {
     /// The `kubernetes` object, rendered; `None` for a file off the kubelet's naming.
     pub kubernetes: Option<String>,
     /// The routing tag of every record of the file.
     pub topic: Arc<str>,
+    /// What the pod's annotations say of each stream: stdout, then stderr.
+    pub streams: [StreamRules; 2],
+    /// Things worth a word in shiplog's own log, once per pod: unknown parser names,
+    /// unreadable `exclude` values, a topic that is not a legal name.
+    pub warnings: Vec<String>,
+}
+
+/// What the pod's annotations ask for one stream of one container.
+#[derive(Debug, Clone, Default)]
+pub struct StreamRules {
+    /// Ship nothing of this stream.
+    pub excluded: bool,
+    /// Parse every line of this stream with this parser.
+    pub parser: Option<Arc<Parser>>,
+}
+
+impl FileContext {
+    /// The rules of `stream`.
+    pub fn stream(&self, stream: Stream) -> &StreamRules {
+        &self.streams[usize::from(stream == Stream::Stderr)]
+    }
+
+    /// Every stream of the file is excluded: its lines need not even be decoded.
+    pub fn all_excluded(&self) -> bool {
+        self.streams.iter().all(|rules| rules.excluded)
+    }
+}
+
+/// What became of a line's payload; the processor counts these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// A selected parser captured fields into `data`.
+    Parsed,
+    /// A selected parser did not match: the line went out with `log` only.
+    Unmatched,
+    /// No parser selected; the JSON object payload was merged into `data`.
+    Merged,
+    /// No parser selected and nothing to merge.
+    Plain,
 }
 
 impl Enricher {
@@ -60,6 +107,8 @@ impl Enricher {
             fragment: settings.fragment,
             topic: settings.topic,
             default_topic: Arc::from(settings.default_topic),
+            parsers: settings.parsers,
+            annotation_prefixes: settings.annotation_prefixes,
         }
     }
 
@@ -69,31 +118,115 @@ impl Enricher {
             return FileContext {
                 kubernetes: None,
                 topic: self.default_topic.clone(),
+                streams: Default::default(),
+                warnings: Vec::new(),
             };
         };
-        let topic = self.topic.fill(|placeholder| match placeholder {
+        let mut warnings = Vec::new();
+        let no_annotations = std::collections::BTreeMap::new();
+        let steering = Annotations::new(
+            pod.map_or(&no_annotations, |p| &p.annotations),
+            &self.annotation_prefixes,
+        );
+        let streams = [Stream::Stdout, Stream::Stderr].map(|stream| {
+            self.stream_rules(&steering, &info.container_name, stream, &mut warnings)
+        });
+        // Both streams usually read the same annotation: say it once.
+        warnings.dedup();
+
+        let topic = match steering.topic() {
+            Some(found) => Some(found.value.to_owned()),
+            None => self.fill_topic(info, pod),
+        };
+        let topic = match topic {
+            Some(topic) if is_valid_topic(&topic) => Arc::from(topic),
+            Some(topic) => {
+                warnings.push(format!(
+                    "topic {topic:?} is not a legal topic name; using {:?}",
+                    self.default_topic
+                ));
+                self.default_topic.clone()
+            }
+            None => self.default_topic.clone(),
+        };
+        FileContext {
+            kubernetes: Some(render_fragment(info, pod, self.fragment)),
+            topic,
+            streams,
+            warnings,
+        }
+    }
+
+    fn fill_topic(&self, info: &LogFileInfo, pod: Option<&PodMeta>) -> Option<String> {
+        self.topic.fill(|placeholder| match placeholder {
             Placeholder::Namespace => Some(info.namespace.as_str()),
             Placeholder::Pod => Some(info.pod_name.as_str()),
             Placeholder::Container => Some(info.container_name.as_str()),
             Placeholder::Label(key) => pod?.labels.get(key).map(String::as_str),
             Placeholder::Annotation(key) => pod?.annotations.get(key).map(String::as_str),
-        });
-        FileContext {
-            kubernetes: Some(render_fragment(info, pod, self.fragment)),
-            topic: topic.map_or_else(|| self.default_topic.clone(), Arc::from),
-        }
+        })
     }
 
-    /// Appends the record of `message` to `out`.
-    pub fn render(&self, context: &FileContext, message: &Message<'_>, out: &mut Vec<u8>) {
+    fn stream_rules(
+        &self,
+        steering: &Annotations<'_>,
+        container: &str,
+        stream: Stream,
+        warnings: &mut Vec<String>,
+    ) -> StreamRules {
+        let excluded = steering
+            .lookup("exclude", container, stream)
+            .is_some_and(|found| {
+                parse_bool(found.value).unwrap_or_else(|| {
+                    warnings.push(format!(
+                        "{}: {:?} is not true or false; not excluding",
+                        found.key, found.value
+                    ));
+                    false
+                })
+            });
+        let parser = steering
+            .lookup("parser", container, stream)
+            .and_then(|found| {
+                let parser = self.parsers.get(found.value.trim());
+                if parser.is_none() {
+                    warnings.push(format!(
+                        "{}: no parser named {:?}; lines go out unparsed",
+                        found.key, found.value
+                    ));
+                }
+                parser
+            });
+        StreamRules { excluded, parser }
+    }
+
+    /// Appends the record of `message` to `out`, and says what became of its payload.
+    pub fn render(
+        &self,
+        context: &FileContext,
+        message: &Message<'_>,
+        out: &mut Vec<u8>,
+    ) -> Outcome {
         let log = String::from_utf8_lossy(&message.bytes);
-        let data = if self.merge_log {
-            parse::json::object(&log)
-        } else {
-            None
+        let parsed = context
+            .stream(message.stream)
+            .parser
+            .as_ref()
+            .map(|parser| parser.parse(&log, year_of(&message.time)));
+        let (outcome, data, time) = match &parsed {
+            Some(Some(parsed)) => (
+                Outcome::Parsed,
+                Some(parsed.data.as_str()),
+                parsed.time.as_deref(),
+            ),
+            Some(None) => (Outcome::Unmatched, None, None),
+            None => match self.merge_log.then(|| parse::json::object(&log)).flatten() {
+                Some(object) => (Outcome::Merged, Some(object), None),
+                None => (Outcome::Plain, None, None),
+            },
         };
         let record = Record {
-            time: &message.time,
+            time: time.unwrap_or(&message.time),
             stream: Some(message.stream.as_str()),
             log: &log,
             data,
@@ -107,6 +240,7 @@ impl Enricher {
             error: None,
         };
         record.render(&self.shape, out);
+        outcome
     }
 
     /// Appends the record of a line that could not be decoded: the raw line in `log`, the
@@ -172,6 +306,13 @@ impl Enricher {
         };
         record.render(&self.shape, out);
     }
+}
+
+/// The year of an RFC 3339 time, for parsers whose formats have none (syslog, klog).
+fn year_of(time: &str) -> i16 {
+    time.get(..4)
+        .and_then(|year| year.parse().ok())
+        .unwrap_or(1970)
 }
 
 #[cfg(test)]

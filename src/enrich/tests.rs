@@ -5,6 +5,7 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::decode::Stream;
+use crate::parse::ParserSet;
 
 fn enricher(merge_log: bool, keep_log: bool, topic: &str) -> Enricher {
     Enricher::new(EnrichSettings {
@@ -17,7 +18,118 @@ fn enricher(merge_log: bool, keep_log: bool, topic: &str) -> Enricher {
         },
         topic: Template::compile(topic).expect("valid template"),
         default_topic: "unknown".into(),
+        parsers: ParserSet::builtin(),
+        annotation_prefixes: vec!["shiplog.io".into(), "fluentbit.io".into()],
     })
+}
+
+fn annotated(pairs: &[(&str, &str)]) -> PodMeta {
+    let mut pod = pod();
+    pod.annotations = pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    pod
+}
+
+fn render_with(
+    enricher: &Enricher,
+    pod: &PodMeta,
+    stream: Stream,
+    bytes: &[u8],
+) -> (Outcome, Value) {
+    let context = enricher.context(Some(&info()), Some(pod));
+    let mut out = Vec::new();
+    let message = Message {
+        stream,
+        ..message(bytes)
+    };
+    let outcome = enricher.render(&context, &message, &mut out);
+    (
+        outcome,
+        serde_json::from_slice(&out).expect("record is JSON"),
+    )
+}
+
+const NGINX_LINE: &str = r#"10.0.0.7 - - [25/Nov/2026:09:00:01 +0000] "GET /api/cart HTTP/1.1" 200 512 "-" "curl/8.5.0""#;
+
+#[test]
+fn a_parser_annotation_turns_lines_into_typed_fields_and_sets_the_time() {
+    let enricher = enricher(true, true, "{namespace}");
+    let pod = annotated(&[("shiplog.io/parser", "nginx")]);
+    let (outcome, record) = render_with(&enricher, &pod, Stream::Stdout, NGINX_LINE.as_bytes());
+    assert_eq!(outcome, Outcome::Parsed);
+    assert_eq!(record["data"]["code"], 200);
+    assert_eq!(record["data"]["size"], 512);
+    assert_eq!(record["data"]["method"], "GET");
+    assert_eq!(record["time"], "2026-11-25T09:00:01.000000000Z");
+    assert_eq!(record["log"], NGINX_LINE);
+}
+
+#[test]
+fn a_line_the_parser_does_not_match_keeps_only_log_even_when_it_is_json() {
+    let enricher = enricher(true, true, "{namespace}");
+    let pod = annotated(&[("fluentbit.io/parser", "nginx")]);
+    let (outcome, record) = render_with(&enricher, &pod, Stream::Stdout, br#"{"a":1}"#);
+    assert_eq!(outcome, Outcome::Unmatched);
+    assert!(
+        record.get("data").is_none(),
+        "the parser replaces the JSON merge"
+    );
+}
+
+#[test]
+fn per_stream_and_per_container_annotations_pick_the_parser() {
+    let enricher = enricher(true, true, "{namespace}");
+    let pod = annotated(&[
+        ("shiplog.io/parser", "json"),
+        ("shiplog.io/parser_stderr-app", "logfmt"),
+    ]);
+    let (outcome, record) = render_with(&enricher, &pod, Stream::Stderr, b"level=warn msg=slow");
+    assert_eq!(
+        (outcome, &record["data"]["level"]),
+        (Outcome::Parsed, &json!("warn"))
+    );
+    let (outcome, _) = render_with(&enricher, &pod, Stream::Stdout, b"level=warn msg=slow");
+    assert_eq!(
+        outcome,
+        Outcome::Unmatched,
+        "stdout uses the pod-wide json parser"
+    );
+}
+
+#[test]
+fn exclusion_and_unknown_parsers_are_worked_out_once_per_file() {
+    let enricher = enricher(true, true, "{namespace}");
+    let pod = annotated(&[
+        ("shiplog.io/exclude_stderr", "true"),
+        ("shiplog.io/parser", "no-such-parser"),
+        ("shiplog.io/topic", "not a topic!"),
+    ]);
+    let context = enricher.context(Some(&info()), Some(&pod));
+    assert!(context.stream(Stream::Stderr).excluded && !context.stream(Stream::Stdout).excluded);
+    assert!(!context.all_excluded());
+    assert!(context.stream(Stream::Stdout).parser.is_none());
+    assert_eq!(
+        &*context.topic, "unknown",
+        "an illegal topic falls back to the default"
+    );
+    assert_eq!(context.warnings.len(), 2, "{:?}", context.warnings);
+    assert!(
+        context.warnings[0].contains("no-such-parser"),
+        "{:?}",
+        context.warnings
+    );
+}
+
+#[test]
+fn the_topic_annotation_overrides_the_template() {
+    let enricher = enricher(true, true, "{namespace}");
+    let pod = annotated(&[("fluentbit.io/topic", "audit-logs")]);
+    assert_eq!(
+        &*enricher.context(Some(&info()), Some(&pod)).topic,
+        "audit-logs"
+    );
 }
 
 fn info() -> LogFileInfo {

@@ -28,6 +28,7 @@ use crate::checkpoint::Store;
 use crate::config::{Config, ConfigError, MetadataSource};
 use crate::enrich::{EnrichSettings, Enricher};
 use crate::kube::{FragmentOptions, Metadata, PodIndex};
+use crate::parse::{ParserError, ParserSet};
 use crate::route::Template;
 use crate::sink::task::{SinkFailed, SinkStats, SinkTask};
 use crate::sink::{BatchLimits, Rendered, Sink};
@@ -54,6 +55,9 @@ pub enum RunError {
     /// A sink stopped for good (exit code 2).
     #[error(transparent)]
     Sink(#[from] SinkFailed),
+    /// A parser definition is wrong (exit code 1).
+    #[error(transparent)]
+    Parsers(#[from] ParserError),
     /// A stage of the pipeline died (exit code 2).
     #[error("internal error: {0}")]
     Internal(String),
@@ -331,7 +335,21 @@ fn metadata(config: &Config) -> Result<Metadata, ConfigError> {
     }
 }
 
-fn enricher(config: &Config) -> Result<Enricher, ConfigError> {
+/// The built-in parsers plus those of `[parsers] dirs`, checked (examples included).
+pub fn parsers(config: &Config) -> Result<ParserSet, ParserError> {
+    let mut parsers = ParserSet::builtin();
+    let dirs: Vec<PathBuf> = config
+        .parsers
+        .dirs
+        .iter()
+        .filter(|dir| !config.parsers.missing_ok || dir.exists())
+        .cloned()
+        .collect();
+    parsers.load_dirs(&dirs)?;
+    Ok(parsers)
+}
+
+fn enricher(config: &Config) -> Result<Enricher, RunError> {
     let kube = &config.kubernetes;
     let topic = Template::compile(&config.route.topic)
         .map_err(|e| ConfigError::new(&config.source, "route.topic", e.to_string()))?;
@@ -345,6 +363,8 @@ fn enricher(config: &Config) -> Result<Enricher, ConfigError> {
         },
         topic,
         default_topic: config.route.default_topic.clone(),
+        parsers: parsers(config)?,
+        annotation_prefixes: kube.annotation_prefixes.clone(),
     }))
 }
 

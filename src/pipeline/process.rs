@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::decode::{self, DecodeError, Format, Message, Reassembler, Stream};
-use crate::enrich::{Enricher, FileContext};
+use crate::enrich::{Enricher, FileContext, Outcome};
 use crate::kube::{LogFileInfo, Metadata};
 use crate::sink::{AckId, Rendered};
 use crate::tail::{FoundFile, LineEnd, Lines, TailEvent};
@@ -27,6 +27,13 @@ pub struct ProcessStats {
     pub records: u64,
     /// Lines that could not be decoded and were shipped raw.
     pub decode_errors: u64,
+    /// Records not shipped because their pod's annotations exclude them (counted as lines
+    /// for files excluded whole, which are not decoded at all).
+    pub excluded: u64,
+    /// Records whose selected parser captured fields.
+    pub parsed: u64,
+    /// Records whose selected parser did not match: shipped with `log` only.
+    pub unmatched: u64,
 }
 
 /// One open file's state.
@@ -64,6 +71,8 @@ pub struct Processor {
     max_line_bytes: usize,
     files: HashMap<u64, OpenFile>,
     stats: ProcessStats,
+    /// Warnings already logged, by pod (namespace, name): once per pod is enough.
+    warned: std::collections::HashSet<(String, String, String)>,
 }
 
 impl Processor {
@@ -75,6 +84,7 @@ impl Processor {
             max_line_bytes,
             files: HashMap::new(),
             stats: ProcessStats::default(),
+            warned: Default::default(),
         }
     }
 
@@ -106,6 +116,18 @@ impl Processor {
         let info = LogFileInfo::from_paths(&found.path, &found.target);
         let pod = info.as_ref().and_then(|info| self.metadata.pod(info));
         let context = self.enricher.context(info.as_ref(), pod.as_deref());
+        if let Some(info) = &info {
+            for warning in &context.warnings {
+                let key = (
+                    info.namespace.clone(),
+                    info.pod_name.clone(),
+                    warning.clone(),
+                );
+                if self.warned.insert(key) {
+                    tracing::warn!(namespace = %info.namespace, pod = %info.pod_name, "{warning}");
+                }
+            }
+        }
         self.stats.files += 1;
         let state = OpenFile {
             context,
@@ -122,6 +144,24 @@ impl Processor {
         let state = self.files.get_mut(&file)?;
         let now = now_rfc3339();
         let mut out = ChunkWriter::new(&self.enricher, &state.context, &now);
+        self.stats.bytes += lines.data.len() as u64;
+        if state.context.all_excluded() {
+            // Nothing of this file ships: count its lines without decoding them; the empty
+            // chunk still carries its offset to the checkpoint.
+            let count = match lines.end_kind {
+                LineEnd::Newline => memchr::memchr_iter(b'\n', &lines.data).count() as u64,
+                LineEnd::Cut | LineEnd::EndOfFile => 1,
+            };
+            self.stats.lines += count;
+            self.stats.excluded += count;
+            state.offset = lines.end;
+            return Some(out.finish(
+                file,
+                &mut state.next_seq,
+                lines.end,
+                lines.data.len() as u64,
+            ));
+        }
         let mut decoder = LineDecoder {
             format: &mut state.format,
             reassembler: &mut state.reassembler,
@@ -157,9 +197,7 @@ impl Processor {
             }
         }
         self.stats.lines += lines_read;
-        self.stats.bytes += lines.data.len() as u64;
-        self.stats.records += out.ends.len() as u64;
-        self.stats.decode_errors += out.errors;
+        out.add_counts(&mut self.stats);
         state.offset = lines.end;
         let input_bytes = lines.data.len() as u64;
         let resume_offset = state.resume_offset();
@@ -173,7 +211,7 @@ impl Processor {
         state
             .reassembler
             .flush(&mut |message| out.message(&message));
-        self.stats.records += out.ends.len() as u64;
+        out.add_counts(&mut self.stats);
         Some(out.finish(file, &mut state.next_seq, state.offset, 0))
     }
 }
@@ -227,6 +265,9 @@ struct ChunkWriter<'a> {
     json: Vec<u8>,
     ends: Vec<usize>,
     errors: u64,
+    excluded: u64,
+    parsed: u64,
+    unmatched: u64,
 }
 
 impl<'a> ChunkWriter<'a> {
@@ -238,15 +279,32 @@ impl<'a> ChunkWriter<'a> {
             json: Vec::new(),
             ends: Vec::new(),
             errors: 0,
+            excluded: 0,
+            parsed: 0,
+            unmatched: 0,
         }
     }
 
+    /// Renders `message`, unless its stream is excluded: then it is only counted (and its
+    /// offset still advances with its chunk).
     fn message(&mut self, message: &Message<'_>) {
-        self.enricher.render(self.context, message, &mut self.json);
+        if self.context.stream(message.stream).excluded {
+            self.excluded += 1;
+            return;
+        }
+        match self.enricher.render(self.context, message, &mut self.json) {
+            Outcome::Parsed => self.parsed += 1,
+            Outcome::Unmatched => self.unmatched += 1,
+            Outcome::Merged | Outcome::Plain => {}
+        }
         self.end_record();
     }
 
     fn undecodable(&mut self, line: &[u8], error: DecodeError, partial: bool) {
+        if self.context.all_excluded() {
+            self.excluded += 1;
+            return;
+        }
         self.enricher.render_undecodable(
             self.context,
             line,
@@ -262,10 +320,22 @@ impl<'a> ChunkWriter<'a> {
     /// A piece of a line too long to hold whole (no newline within the reader's limit):
     /// shipped raw, flagged `truncated`, never decoded on its own.
     fn raw_piece(&mut self, piece: &[u8], partial: bool) {
+        if self.context.all_excluded() {
+            self.excluded += 1;
+            return;
+        }
         self.enricher
             .render_raw_piece(self.context, piece, self.now, partial, &mut self.json);
         self.errors += 1;
         self.end_record();
+    }
+
+    fn add_counts(&self, stats: &mut ProcessStats) {
+        stats.records += self.ends.len() as u64;
+        stats.decode_errors += self.errors;
+        stats.excluded += self.excluded;
+        stats.parsed += self.parsed;
+        stats.unmatched += self.unmatched;
     }
 
     fn end_record(&mut self) {

@@ -1,0 +1,167 @@
+//! End to end: pods steer shiplog with annotations (parser, exclude, topic), with the
+//! `file` metadata source, and `shiplog parse` tries a parser on stdin.
+
+mod util;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use serde_json::{Value, json};
+use util::{Node, run_once};
+
+const NGINX: &str = r#"10.0.0.7 - - [25/Nov/2026:09:00:01 +0000] "GET /api/cart HTTP/1.1" 200 512 "-" "curl/8.5.0""#;
+
+fn cri(stream: &str, message: &str) -> String {
+    format!("2026-11-25T09:00:00.000000001Z {stream} F {message}\n")
+}
+
+fn pod(namespace: &str, name: &str, labels: Value, annotations: Value) -> Value {
+    json!({"metadata": {"name": name, "namespace": namespace, "uid": format!("uid-{name}"),
+                        "labels": labels, "annotations": annotations},
+           "spec": {"nodeName": "node-a", "containers": [{"name": "web"}, {"name": "sidecar"}]}})
+}
+
+fn records_of<'a>(records: &'a [Value], pod: &str, container: &str) -> Vec<&'a Value> {
+    records
+        .iter()
+        .filter(|r| {
+            r["kubernetes"]["pod_name"] == pod && r["kubernetes"]["container_name"] == container
+        })
+        .collect()
+}
+
+#[test]
+fn annotations_pick_parsers_exclude_pods_and_route_topics() {
+    let node = Node::new();
+    let pods = json!({"kind": "List", "apiVersion": "v1", "items": [
+        pod("shop", "web-1", json!({}), json!({"shiplog.io/parser": "nginx"})),
+        pod("shop", "legacy-1", json!({}), json!({"fluentbit.io/parser": "nginx"})),
+        pod("shop", "mixed-1", json!({}), json!({
+            "shiplog.io/parser": "nginx", "shiplog.io/parser-sidecar": "logfmt"})),
+        pod("kube-system", "noisy-1", json!({}), json!({"shiplog.io/exclude": "true"})),
+        pod("shop", "audit-1", json!({"team": "payments"}), json!({"shiplog.io/topic": "audit"})),
+        pod("shop", "team-1", json!({"team": "payments"}), json!({})),
+    ]});
+    node.write("pods.json", pods.to_string().as_bytes());
+    node.container_log("shop", "web-1", "web", cri("stdout", NGINX).as_bytes());
+    node.container_log("shop", "legacy-1", "web", cri("stdout", NGINX).as_bytes());
+    node.container_log("shop", "mixed-1", "web", cri("stdout", NGINX).as_bytes());
+    node.container_log(
+        "shop",
+        "mixed-1",
+        "sidecar",
+        cri("stderr", "level=info msg=ready").as_bytes(),
+    );
+    let noisy: String = (0..500)
+        .map(|i| cri("stdout", &format!("chatter {i}")))
+        .collect();
+    node.container_log("kube-system", "noisy-1", "web", noisy.as_bytes());
+    node.container_log("shop", "audit-1", "web", cri("stdout", "login").as_bytes());
+    node.container_log("shop", "team-1", "web", cri("stdout", "hello").as_bytes());
+    let config = node.config(&[
+        (
+            "kubernetes",
+            "metadata = \"file\"\npods_file = \"pods.json\"",
+        ),
+        (
+            "route",
+            "topic = \"{namespace}-{label.team}\"\ndefault_topic = \"fallback\"",
+        ),
+    ]);
+    run_once(&config);
+    let records = node.records();
+
+    for pod in ["web-1", "legacy-1", "mixed-1"] {
+        let web = records_of(&records, pod, "web");
+        assert_eq!(web.len(), 1, "{pod}");
+        assert_eq!(web[0]["data"]["code"], 200, "{pod}: code is an integer");
+        assert_eq!(web[0]["data"]["size"], 512, "{pod}: size is an integer");
+        assert_eq!(web[0]["data"]["path"], "/api/cart");
+    }
+    let sidecar = records_of(&records, "mixed-1", "sidecar");
+    assert_eq!(
+        sidecar[0]["data"],
+        json!({"level": "info", "msg": "ready"}),
+        "per container wins"
+    );
+
+    assert!(
+        records_of(&records, "noisy-1", "web").is_empty(),
+        "an excluded pod ships nothing"
+    );
+    assert_eq!(records_of(&records, "audit-1", "web")[0]["topic"], "audit");
+    assert_eq!(
+        records_of(&records, "team-1", "web")[0]["topic"],
+        "shop-payments"
+    );
+    assert_eq!(
+        records_of(&records, "web-1", "web")[0]["topic"],
+        "fallback",
+        "no team label"
+    );
+
+    // The excluded pod's offsets advanced: a second run ships nothing and reads nothing new.
+    let before = records.len();
+    let noisy_path = node.path("var/log/pods/kube-system_noisy-1_uid-noisy-1/web/0.log");
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(noisy_path)
+        .expect("open");
+    file.write_all(cri("stdout", "more chatter").as_bytes())
+        .expect("append");
+    let output = run_once(&config);
+    assert_eq!(node.records().len(), before);
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(!log.contains("error"), "{log}");
+}
+
+#[test]
+fn shiplog_parse_prints_what_a_parser_makes_of_each_line() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shiplog"))
+        .args(["parse", "--parser", "nginx"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("shiplog parse runs");
+    let input = format!("{NGINX}\nnot an access line\n");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write");
+    let output = child.wait_with_output().expect("exits");
+    assert!(output.status.success());
+    let lines: Vec<Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("JSON"))
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["data"]["code"], 200);
+    assert_eq!(lines[0]["time"], "2026-11-25T09:00:01.000000000Z");
+    assert_eq!(
+        lines[1],
+        json!({"log": "not an access line", "matched": false})
+    );
+}
+
+#[test]
+fn unknown_parsers_and_bad_parser_folders_are_refused_with_exit_1() {
+    let unknown = util::shiplog(&["parse", "--parser", "nope"]);
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(util::stderr(&unknown).contains("no parser named \"nope\""));
+
+    let node = Node::new();
+    node.write(
+        "parsers/bad.toml",
+        b"[broken]\nformat = \"regex\"\nregex = \"(?<x>[\"\n",
+    );
+    let config = node.config(&[("parsers", "dirs = [\"parsers\"]")]);
+    let output = util::shiplog(&["check", "--config", config.to_str().expect("UTF-8")]);
+    assert_eq!(output.status.code(), Some(1));
+    let message = util::stderr(&output);
+    assert!(
+        message.contains("bad.toml") && message.contains("broken"),
+        "{message}"
+    );
+}
