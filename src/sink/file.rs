@@ -11,32 +11,41 @@ use super::{Batch, SendError};
 #[derive(Debug)]
 pub struct FileSink {
     path: PathBuf,
-    file: File,
+    /// `None` after a failed write: the path is opened again before the next attempt, so
+    /// a file moved away, or a full disk mounted anew, is picked up without a restart.
+    file: Option<File>,
 }
 
 impl FileSink {
     /// Opens (creating if missing) `path` for appending.
     pub fn open(path: &Path) -> Result<FileSink, String> {
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(|error| format!("cannot open {}: {error}", path.display()))?;
-        Ok(FileSink {
-            path: path.to_path_buf(),
-            file,
-        })
+        let file = open_append(path)?;
+        Ok(FileSink { path: path.to_path_buf(), file: Some(file) })
     }
 
     /// Writes and syncs the batch. A failed write is retried whole: after a partial write
     /// the records written twice are duplicates, never gaps.
     pub fn send(&mut self, batch: &Batch) -> Result<(), SendError> {
-        let file = &mut self.file;
-        batch
+        let file = match self.file.as_mut() {
+            Some(file) => file,
+            None => self.file.insert(open_append(&self.path).map_err(SendError::Retry)?),
+        };
+        let written = batch
             .chunks()
             .iter()
             .try_for_each(|chunk| file.write_all(&chunk.json))
-            .and_then(|()| file.sync_data())
-            .map_err(|error| SendError::Retry(format!("writing {}: {error}", self.path.display())))
+            .and_then(|()| file.sync_data());
+        written.map_err(|error| {
+            self.file = None;
+            SendError::Retry(format!("writing {}: {error}", self.path.display()))
+        })
     }
+}
+
+fn open_append(path: &Path) -> Result<File, String> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|error| format!("cannot open {}: {error}", path.display()))
 }

@@ -15,6 +15,12 @@ use super::batch::BatchLimits;
 use super::retry::Backoff;
 use super::{Batch, Delivered, Rendered, SendError, Sink};
 
+/// The first retry waits about this long; each further one twice as long.
+const RETRY_MIN: Duration = Duration::from_millis(100);
+/// Retries never wait longer than this, so a sink that recovers is used again within
+/// seconds, while a long outage costs one attempt per this period.
+const RETRY_MAX: Duration = Duration::from_secs(10);
+
 /// A sink with its batching and the channels around it.
 #[derive(Debug)]
 pub struct SinkTask {
@@ -60,7 +66,7 @@ impl SinkTask {
             ..SinkStats::default()
         };
         let seed = Instant::now().elapsed().subsec_nanos().into();
-        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(30), seed);
+        let mut backoff = Backoff::new(RETRY_MIN, RETRY_MAX, seed);
         loop {
             let deadline = batch.deadline(&self.limits);
             let far = Instant::now() + Duration::from_secs(3600);
