@@ -1,0 +1,199 @@
+//! The end-to-end throughput harness: the whole `shiplog --once` process on a node-like
+//! workload, measured the way users compare agents: lines/s, MB/s of input, CPU seconds
+//! per GB of input, and peak RSS.
+//!
+//! `cargo bench --bench pipeline` runs the default workload of the performance issue:
+//! 20 pods x 100,000 lines, about 50 % JSON app lines, 40 % nginx access lines (those pods
+//! annotated with the nginx parser), 10 % plain text, pod metadata from a PodList file;
+//! docker and CRI formats, into the `null` and the `file` sink; median of 5 runs each.
+//! Options after `--`: `--pods N`, `--lines N`, `--runs N`, `--format docker|cri`,
+//! `--sink null|file`. Under `cargo test` (no `--bench` argument) it runs a small smoke
+//! workload once, so the harness itself stays working.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use nix::sys::resource::{UsageWho, getrusage};
+
+struct Options {
+    pods: usize,
+    lines: usize,
+    runs: usize,
+    formats: Vec<&'static str>,
+    sinks: Vec<&'static str>,
+}
+
+fn options() -> Options {
+    let args: Vec<String> = std::env::args().collect();
+    let benching = args.iter().any(|a| a == "--bench");
+    let value = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1));
+    let number = |name: &str, default: usize| value(name).and_then(|v| v.parse().ok()).unwrap_or(default);
+    let pick = |name: &str, all: [&'static str; 2]| -> Vec<&'static str> {
+        match value(name) {
+            Some(v) => all.into_iter().filter(|x| x == v).collect(),
+            None => all.to_vec(),
+        }
+    };
+    Options {
+        pods: number("--pods", if benching { 20 } else { 2 }),
+        lines: number("--lines", if benching { 100_000 } else { 500 }),
+        runs: number("--runs", if benching { 5 } else { 1 }),
+        formats: pick("--format", ["docker", "cri"]),
+        sinks: pick("--sink", ["null", "file"]),
+    }
+}
+
+/// What kind of lines a pod writes.
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Json,
+    Nginx,
+    Plain,
+}
+
+fn kind_of(pod: usize, pods: usize) -> Kind {
+    // 50 % of the pods write JSON, 40 % nginx, 10 % plain text (at least one of each).
+    let share = pod * 10 / pods.max(1);
+    match share {
+        0..=4 => Kind::Json,
+        5..=8 => Kind::Nginx,
+        _ => Kind::Plain,
+    }
+}
+
+fn message(kind: Kind, seq: usize) -> String {
+    match kind {
+        Kind::Json => format!(
+            r#"{{"level":"info","ts":"2026-11-25T09:00:00.{seq:06}Z","msg":"order placed","order_id":"A-{seq}","amount_cents":{},"currency":"EUR","user":{{"id":{}}}}}"#,
+            seq % 10_000,
+            seq % 977
+        ),
+        Kind::Nginx => format!(
+            r#"10.0.{}.{} - - [25/Nov/2026:09:00:{:02} +0000] "GET /api/v1/products?page={} HTTP/1.1" 200 {} "-" "Mozilla/5.0 (X11; Linux x86_64)""#,
+            seq % 200,
+            seq % 250,
+            seq % 60,
+            seq % 40,
+            500 + seq % 4000
+        ),
+        Kind::Plain => format!("worker {} finished job {seq} in {} ms, queue depth {}", seq % 8, seq % 900, seq % 31),
+    }
+}
+
+/// Writes the workload: pods' log files, kubelet links, the PodList and two configs.
+fn generate(root: &Path, options: &Options, format: &str) -> u64 {
+    let mut bytes = 0u64;
+    let mut pods_json = String::from(r#"{"apiVersion":"v1","kind":"List","items":["#);
+    for pod in 0..options.pods {
+        let kind = kind_of(pod, options.pods);
+        let name = format!("app-{pod}");
+        let dir = root.join(format!("var/log/pods/bench_{name}_uid-{pod}/app"));
+        fs::create_dir_all(&dir).expect("mkdir");
+        let mut text = String::with_capacity(options.lines * 220);
+        for seq in 0..options.lines {
+            let message = message(kind, seq);
+            let time = format!("2026-11-25T09:{:02}:{:02}.{:09}Z", seq / 60_000 % 60, seq / 1000 % 60, seq);
+            match format {
+                "docker" => {
+                    let line = serde_json::json!({"log": format!("{message}\n"), "stream": "stdout", "time": time});
+                    writeln!(text, "{line}").expect("string");
+                }
+                _ => writeln!(text, "{time} stdout F {message}").expect("string"),
+            }
+        }
+        bytes += text.len() as u64;
+        fs::write(dir.join("0.log"), text).expect("write log");
+        let links = root.join("var/log/containers");
+        fs::create_dir_all(&links).expect("mkdir");
+        let id = format!("{pod:064x}");
+        let link = links.join(format!("{name}_bench_app-{id}.log"));
+        std::os::unix::fs::symlink(dir.join("0.log"), link).expect("link");
+        let annotations = if kind == Kind::Nginx { r#"{"shiplog.io/parser":"nginx"}"# } else { "{}" };
+        if pod > 0 {
+            pods_json.push(',');
+        }
+        write!(
+            pods_json,
+            r#"{{"metadata":{{"name":"{name}","namespace":"bench","uid":"uid-{pod}","labels":{{"app":"bench","pod-template-hash":"6b8d9c7f4"}},"annotations":{annotations}}},"spec":{{"nodeName":"bench-node","containers":[{{"name":"app","image":"registry.example.com/app:1.0"}}]}},"status":{{"containerStatuses":[{{"name":"app","image":"registry.example.com/app:1.0","imageID":"registry.example.com/app@sha256:{id}","containerID":"containerd://{id}","ready":true,"restartCount":0}}]}}}}"#
+        )
+        .expect("string");
+    }
+    pods_json.push_str("]}");
+    fs::write(root.join("pods.json"), pods_json).expect("write pods");
+    for sink in ["null", "file"] {
+        let sink_table = match sink {
+            "file" => "type = \"file\"\npath = \"out.jsonl\"",
+            _ => "type = \"null\"",
+        };
+        let config = format!(
+            "[tail]\ninclude = [\"var/log/containers/*.log\"]\n[state]\npath = \"state.db\"\n\
+             [kubernetes]\nmetadata = \"file\"\npods_file = \"pods.json\"\n[server]\nlisten = \"\"\n\
+             [sinks.out]\n{sink_table}\n"
+        );
+        fs::write(root.join(format!("{sink}.toml")), config).expect("write config");
+    }
+    bytes
+}
+
+struct Run {
+    wall: Duration,
+    cpu: Duration,
+    peak_rss_kib: i64,
+}
+
+/// One `shiplog --once` run from a fresh state, measured through the children's rusage.
+fn run(root: &Path, sink: &str) -> Run {
+    for stale in ["state.db", "state.db-wal", "state.db-shm", "out.jsonl"] {
+        fs::remove_file(root.join(stale)).ok();
+    }
+    let before = getrusage(UsageWho::RUSAGE_CHILDREN).expect("rusage");
+    let started = Instant::now();
+    let status = Command::new(env!("CARGO_BIN_EXE_shiplog"))
+        .args(["--config", &root.join(format!("{sink}.toml")).to_string_lossy(), "--once"])
+        .env("RUST_LOG", "warn")
+        .status()
+        .expect("shiplog runs");
+    let wall = started.elapsed();
+    assert!(status.success(), "shiplog failed: {status}");
+    let after = getrusage(UsageWho::RUSAGE_CHILDREN).expect("rusage");
+    let cpu = |u: &nix::sys::resource::Usage| {
+        let t = |tv: nix::sys::time::TimeVal| Duration::new(tv.tv_sec() as u64, tv.tv_usec() as u32 * 1000);
+        t(u.user_time()) + t(u.system_time())
+    };
+    // ru_maxrss of children is the largest of any child so far: the runs share one value.
+    Run { wall, cpu: cpu(&after) - cpu(&before), peak_rss_kib: after.max_rss() }
+}
+
+fn main() {
+    let options = options();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!(
+        "workload: {} pods x {} lines; {} run(s) each; {cores} cores",
+        options.pods, options.lines, options.runs
+    );
+    println!("| format | sink | lines/s | MB/s | CPU-s/GB | peak RSS MiB |");
+    println!("|---|---|---|---|---|---|");
+    for format in &options.formats {
+        let root: PathBuf = std::env::temp_dir().join(format!("shiplog-bench-{format}-{}", std::process::id()));
+        fs::remove_dir_all(&root).ok();
+        let bytes = generate(&root, &options, format);
+        let lines = (options.pods * options.lines) as f64;
+        for sink in &options.sinks {
+            let mut runs: Vec<Run> = (0..options.runs).map(|_| run(&root, sink)).collect();
+            runs.sort_by_key(|r| r.cpu);
+            let median = &runs[runs.len() / 2];
+            let wall = median.wall.as_secs_f64();
+            println!(
+                "| {format} | {sink} | {:.0} | {:.0} | {:.2} | {:.1} |",
+                lines / wall,
+                bytes as f64 / wall / 1e6,
+                median.cpu.as_secs_f64() / (bytes as f64 / 1e9),
+                median.peak_rss_kib as f64 / 1024.0,
+            );
+        }
+        fs::remove_dir_all(&root).ok();
+    }
+}
