@@ -5,9 +5,11 @@
 //! through rotation, with offsets persisted, is the tail engine's (see ARCHITECTURE.md).
 
 mod discover;
+mod identity;
 mod once;
 mod reader;
 
 pub use discover::{FileSet, FoundFile, GlobError};
+pub use identity::{FileId, Fingerprint};
 pub use once::{TailEvent, read_once};
 pub use reader::{LineEnd, LineReader, Lines};
