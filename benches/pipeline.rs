@@ -29,8 +29,13 @@ struct Options {
 fn options() -> Options {
     let args: Vec<String> = std::env::args().collect();
     let benching = args.iter().any(|a| a == "--bench");
-    let value = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1));
-    let number = |name: &str, default: usize| value(name).and_then(|v| v.parse().ok()).unwrap_or(default);
+    let value = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+    };
+    let number =
+        |name: &str, default: usize| value(name).and_then(|v| v.parse().ok()).unwrap_or(default);
     let pick = |name: &str, all: [&'static str; 2]| -> Vec<&'static str> {
         match value(name) {
             Some(v) => all.into_iter().filter(|x| x == v).collect(),
@@ -79,7 +84,12 @@ fn message(kind: Kind, seq: usize) -> String {
             seq % 40,
             500 + seq % 4000
         ),
-        Kind::Plain => format!("worker {} finished job {seq} in {} ms, queue depth {}", seq % 8, seq % 900, seq % 31),
+        Kind::Plain => format!(
+            "worker {} finished job {seq} in {} ms, queue depth {}",
+            seq % 8,
+            seq % 900,
+            seq % 31
+        ),
     }
 }
 
@@ -95,7 +105,12 @@ fn generate(root: &Path, options: &Options, format: &str) -> u64 {
         let mut text = String::with_capacity(options.lines * 220);
         for seq in 0..options.lines {
             let message = message(kind, seq);
-            let time = format!("2026-11-25T09:{:02}:{:02}.{:09}Z", seq / 60_000 % 60, seq / 1000 % 60, seq);
+            let time = format!(
+                "2026-11-25T09:{:02}:{:02}.{:09}Z",
+                seq / 60_000 % 60,
+                seq / 1000 % 60,
+                seq
+            );
             match format {
                 "docker" => {
                     let line = serde_json::json!({"log": format!("{message}\n"), "stream": "stdout", "time": time});
@@ -111,7 +126,11 @@ fn generate(root: &Path, options: &Options, format: &str) -> u64 {
         let id = format!("{pod:064x}");
         let link = links.join(format!("{name}_bench_app-{id}.log"));
         std::os::unix::fs::symlink(dir.join("0.log"), link).expect("link");
-        let annotations = if kind == Kind::Nginx { r#"{"shiplog.io/parser":"nginx"}"# } else { "{}" };
+        let annotations = if kind == Kind::Nginx {
+            r#"{"shiplog.io/parser":"nginx"}"#
+        } else {
+            "{}"
+        };
         if pod > 0 {
             pods_json.push(',');
         }
@@ -152,7 +171,11 @@ fn run(root: &Path, sink: &str) -> Run {
     let before = getrusage(UsageWho::RUSAGE_CHILDREN).expect("rusage");
     let started = Instant::now();
     let status = Command::new(env!("CARGO_BIN_EXE_shiplog"))
-        .args(["--config", &root.join(format!("{sink}.toml")).to_string_lossy(), "--once"])
+        .args([
+            "--config",
+            &root.join(format!("{sink}.toml")).to_string_lossy(),
+            "--once",
+        ])
         .env("RUST_LOG", "warn")
         .status()
         .expect("shiplog runs");
@@ -160,11 +183,17 @@ fn run(root: &Path, sink: &str) -> Run {
     assert!(status.success(), "shiplog failed: {status}");
     let after = getrusage(UsageWho::RUSAGE_CHILDREN).expect("rusage");
     let cpu = |u: &nix::sys::resource::Usage| {
-        let t = |tv: nix::sys::time::TimeVal| Duration::new(tv.tv_sec() as u64, tv.tv_usec() as u32 * 1000);
+        let t = |tv: nix::sys::time::TimeVal| {
+            Duration::new(tv.tv_sec() as u64, tv.tv_usec() as u32 * 1000)
+        };
         t(u.user_time()) + t(u.system_time())
     };
     // ru_maxrss of children is the largest of any child so far: the runs share one value.
-    Run { wall, cpu: cpu(&after) - cpu(&before), peak_rss_kib: after.max_rss() }
+    Run {
+        wall,
+        cpu: cpu(&after) - cpu(&before),
+        peak_rss_kib: after.max_rss(),
+    }
 }
 
 fn main() {
@@ -177,7 +206,8 @@ fn main() {
     println!("| format | sink | lines/s | MB/s | CPU-s/GB | peak RSS MiB |");
     println!("|---|---|---|---|---|---|");
     for format in &options.formats {
-        let root: PathBuf = std::env::temp_dir().join(format!("shiplog-bench-{format}-{}", std::process::id()));
+        let root: PathBuf =
+            std::env::temp_dir().join(format!("shiplog-bench-{format}-{}", std::process::id()));
         fs::remove_dir_all(&root).ok();
         let bytes = generate(&root, &options, format);
         let lines = (options.pods * options.lines) as f64;

@@ -17,7 +17,7 @@
 //! - [`kube`]: pod identity from file names, pod metadata, and its pre-rendered fragment.
 //! - [`enrich`]: a decoded line plus its file's context becomes a rendered record (pure).
 //! - [`tail`]: finding files and reading their lines with exact offsets.
-//! - [`checkpoint`]: committed file offsets, in SQLite.
+//! - [`checkpoint`]: durable offsets per file identity, to resume after a restart (SQLite).
 //! - [`sink`]: destinations, batching and acknowledgements.
 //! - [`pipeline`]: wires the above into the running collector.
 

@@ -14,15 +14,26 @@ use std::time::Duration;
 use util::{Node, Running, numbered, numbered_line, wait_until};
 
 fn append(path: &Path, text: &str) {
-    let mut file = OpenOptions::new().create(true).append(true).open(path).expect("open for append");
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .expect("open for append");
     file.write_all(text.as_bytes()).expect("append");
 }
 
 /// The process's peak resident memory, from `/proc/PID/status` (`VmHWM`), in bytes.
 fn peak_rss(pid: u32) -> u64 {
     let status = fs::read_to_string(format!("/proc/{pid}/status")).expect("process status");
-    let line = status.lines().find(|l| l.starts_with("VmHWM:")).expect("VmHWM line");
-    let kib: u64 = line.split_whitespace().nth(1).and_then(|n| n.parse().ok()).expect("a number");
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .expect("VmHWM line");
+    let kib: u64 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .expect("a number");
     kib * 1024
 }
 
@@ -41,8 +52,9 @@ fn ten_kill_9s_while_writers_run_and_rotate_lose_nothing() {
     const LINES: usize = 6000;
     const KILLS: usize = 10;
     let node = Node::new();
-    let paths: Vec<PathBuf> =
-        (0..FILES).map(|f| node.container_log("load", &format!("writer-{f}"), "app", b"")).collect();
+    let paths: Vec<PathBuf> = (0..FILES)
+        .map(|f| node.container_log("load", &format!("writer-{f}"), "app", b""))
+        .collect();
     let config = node.config(&[
         ("tail", "rescan_interval = \"200ms\"\nrotate_wait = \"1s\""),
         ("state", "commit_interval = \"100ms\""),
@@ -97,22 +109,33 @@ fn ten_kill_9s_while_writers_run_and_rotate_lose_nothing() {
         writer.join().expect("writer finished");
     }
     let shiplog = Running::start(&config, &log);
-    wait_until(Duration::from_secs(60), "every line to arrive", || arrivals(&node).len() >= FILES * LINES);
+    wait_until(Duration::from_secs(60), "every line to arrive", || {
+        arrivals(&node).len() >= FILES * LINES
+    });
     assert!(shiplog.stop().success());
 
     let counts = arrivals(&node);
     for file in 0..FILES {
         for seq in 0..LINES {
-            assert!(counts.contains_key(&(file, seq)), "line {file}:{seq} was lost");
+            assert!(
+                counts.contains_key(&(file, seq)),
+                "line {file}:{seq} was lost"
+            );
         }
     }
     // A kill repeats what was delivered but not yet committed: at most one commit interval
     // plus the batches in flight, well under a second of writing (500 lines) per file.
     let duplicates: usize = counts.values().map(|n| n - 1).sum();
     let bound = KILLS * FILES * 300;
-    assert!(duplicates <= bound, "{duplicates} duplicates, more than {bound}");
+    assert!(
+        duplicates <= bound,
+        "{duplicates} duplicates, more than {bound}"
+    );
     // Re-reading from scratch at each start would repeat whole files: thousands per kill.
-    eprintln!("{} lines, {duplicates} duplicates after {KILLS} kills", FILES * LINES);
+    eprintln!(
+        "{} lines, {duplicates} duplicates after {KILLS} kills",
+        FILES * LINES
+    );
 }
 
 #[test]
@@ -130,25 +153,46 @@ fn a_sink_failing_for_30_s_loses_nothing_and_memory_stays_bounded() {
     }
     // The sink's file is /dev/full for now: every write fails with "no space left".
     std::os::unix::fs::symlink("/dev/full", node.path("out.jsonl")).expect("symlink");
-    let config = node.config(&[("pipeline", "memory_limit = \"4MiB\"\nbatch_timeout = \"50ms\"")]);
+    let config = node.config(&[(
+        "pipeline",
+        "memory_limit = \"4MiB\"\nbatch_timeout = \"50ms\"",
+    )]);
     let log = node.path("shiplog.log");
     let shiplog = Running::start(&config, &log);
 
     std::thread::sleep(Duration::from_secs(30));
     let during = peak_rss(shiplog.pid());
-    let retries = fs::read_to_string(&log).expect("log").matches("retrying").count();
-    assert!(retries >= 3, "the sink kept failing and retrying ({retries} retries logged)");
+    let retries = fs::read_to_string(&log)
+        .expect("log")
+        .matches("retrying")
+        .count();
+    assert!(
+        retries >= 3,
+        "the sink kept failing and retrying ({retries} retries logged)"
+    );
 
     fs::remove_file(node.path("out.jsonl")).expect("the disk is back");
-    wait_until(Duration::from_secs(60), "every line after the recovery", || {
-        node.records().len() >= FILES * LINES
-    });
+    wait_until(
+        Duration::from_secs(60),
+        "every line after the recovery",
+        || node.records().len() >= FILES * LINES,
+    );
     let peak = peak_rss(shiplog.pid());
     assert!(shiplog.stop().success());
 
     let counts = arrivals(&node);
     assert_eq!(counts.len(), FILES * LINES, "every line arrived");
-    assert!(counts.values().all(|&n| n == 1), "failed writes wrote nothing twice");
-    eprintln!("peak RSS {} KiB during the outage, {} KiB overall", during / 1024, peak / 1024);
-    assert!(peak <= LIMIT + OVERHEAD, "peak RSS {peak} above {LIMIT} + {OVERHEAD}");
+    assert!(
+        counts.values().all(|&n| n == 1),
+        "failed writes wrote nothing twice"
+    );
+    eprintln!(
+        "peak RSS {} KiB during the outage, {} KiB overall",
+        during / 1024,
+        peak / 1024
+    );
+    assert!(
+        peak <= LIMIT + OVERHEAD,
+        "peak RSS {peak} above {LIMIT} + {OVERHEAD}"
+    );
 }

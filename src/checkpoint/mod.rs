@@ -1,46 +1,16 @@
-//! Placeholder until the checkpoint store lands (branch `checkpoint`).
+//! Durable file offsets: where to resume each file after a restart.
+//!
+//! The log files are the buffer (ARCHITECTURE.md, "Delivery"): a file's committed offset is
+//! the end of the last line every sink acknowledged, so resuming there after a crash repeats
+//! at most the lines in flight and loses none. This module stores those offsets in SQLite,
+//! keyed by file identity ([`crate::tail::FileId`] plus its
+//! [`crate::tail::Fingerprint`], so a reused inode never inherits an old file's offset).
+//!
+//! It owns the database: schema, migrations, transactions and what its errors mean. It knows
+//! nothing of sinks, acknowledgements or Kubernetes: the caller decides which offsets are
+//! safe to commit and when; the store makes a commit all-or-nothing and says whether a
+//! failed one is worth retrying.
 
-use std::path::{Path, PathBuf};
+mod store;
 
-use crate::tail::{FileId, Fingerprint};
-
-/// A file's committed offset.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Checkpoint {
-    /// Identity.
-    pub id: FileId,
-    /// First bytes.
-    pub fingerprint: Fingerprint,
-    /// Resolved path.
-    pub path: PathBuf,
-    /// Committed offset.
-    pub offset: u64,
-}
-
-/// Store errors.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct StoreError(String);
-
-/// The store.
-#[derive(Debug)]
-pub struct Store;
-
-impl Store {
-    /// Opens.
-    pub fn open(_path: &Path) -> Result<Store, StoreError> {
-        Ok(Store)
-    }
-    /// Loads.
-    pub fn load(&self) -> Result<Vec<Checkpoint>, StoreError> {
-        Ok(Vec::new())
-    }
-    /// Commits.
-    pub fn commit(&mut self, _checkpoints: &[Checkpoint]) -> Result<(), StoreError> {
-        Ok(())
-    }
-    /// Forgets.
-    pub fn forget(&mut self, _ids: &[FileId]) -> Result<(), StoreError> {
-        Ok(())
-    }
-}
+pub use store::{Checkpoint, Store, StoreError};

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio::sync::mpsc;
 
@@ -206,11 +206,11 @@ impl Checkpointer {
             return;
         }
         let result = tokio::task::block_in_place(|| {
-            self.store.commit(&rows)?;
+            self.store.commit(&rows, SystemTime::now())?;
             self.store.forget(&self.forget)
         });
         match result {
-            Ok(()) => {
+            Ok(_) => {
                 let dirty = std::mem::take(&mut self.dirty);
                 self.forget.clear();
                 for file in dirty {

@@ -17,7 +17,7 @@ mod memory;
 mod process;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc as std_mpsc;
@@ -296,10 +296,17 @@ fn open_store(config: &Config) -> Result<(Store, Vec<Resume>, bool), ConfigError
     let error = |e: crate::checkpoint::StoreError| {
         ConfigError::new(&config.source, "state.path", e.to_string())
     };
-    let store = Store::open(path).map_err(error)?;
-    let resume = store
+    let mut store = Store::open(path).map_err(error)?;
+    let (kept, gone): (Vec<_>, Vec<_>) = store
         .load()
         .map_err(error)?
+        .into_iter()
+        .partition(|c| c.path.parent().is_some_and(Path::exists));
+    // A file whose folder is gone (the kubelet removes a deleted pod's folder) can never
+    // be read again: its checkpoint goes. Files merely idle keep theirs, however old.
+    let gone: Vec<_> = gone.iter().map(|c| c.id).collect();
+    store.forget(&gone).map_err(error)?;
+    let resume = kept
         .into_iter()
         .map(|c| Resume {
             id: c.id,

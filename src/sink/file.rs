@@ -20,7 +20,10 @@ impl FileSink {
     /// Opens (creating if missing) `path` for appending.
     pub fn open(path: &Path) -> Result<FileSink, String> {
         let file = open_append(path)?;
-        Ok(FileSink { path: path.to_path_buf(), file: Some(file) })
+        Ok(FileSink {
+            path: path.to_path_buf(),
+            file: Some(file),
+        })
     }
 
     /// Writes and syncs the batch. A failed write is retried whole: after a partial write
@@ -28,7 +31,9 @@ impl FileSink {
     pub fn send(&mut self, batch: &Batch) -> Result<(), SendError> {
         let file = match self.file.as_mut() {
             Some(file) => file,
-            None => self.file.insert(open_append(&self.path).map_err(SendError::Retry)?),
+            None => self
+                .file
+                .insert(open_append(&self.path).map_err(SendError::Retry)?),
         };
         let written = batch
             .chunks()
