@@ -216,7 +216,13 @@ fn lines_longer_than_max_line_bytes_arrive_as_flagged_pieces_in_order() {
 #[test]
 fn the_demo_prints_enriched_records_on_stdout() {
     let demo = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/demo/shiplog.toml");
-    let output = run_once(std::path::Path::new(demo));
+    let state = tempfile::tempdir().expect("temp dir");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_shiplog"))
+        .args(["--config", demo, "--once"])
+        .env("SHIPLOG_STATE_DIR", state.path())
+        .output()
+        .expect("shiplog runs");
+    assert!(output.status.success(), "{}", stderr(&output));
     let records: Vec<Value> = String::from_utf8_lossy(&output.stdout)
         .lines()
         .map(|line| serde_json::from_str(line).expect("each line is a JSON record"))

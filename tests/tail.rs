@@ -209,3 +209,22 @@ fn read_from_tail_skips_what_files_held_at_the_first_start_only() {
         "a file new since then is read whole"
     );
 }
+
+#[test]
+fn sigterm_drains_commits_and_exits_0_so_the_next_run_repeats_nothing() {
+    let node = Node::new();
+    let path = node.container_log("shop", "web-1", "app", lines(0, 0..2000).as_bytes());
+    let config = node.config(&[FOLLOW, ("state", "commit_interval = \"1h\"")]);
+    let shiplog = Running::start(&config, &node.path("shiplog.log"));
+    wait_until(Duration::from_secs(20), "the first lines", || {
+        node.records().len() >= 2000
+    });
+    append(&path, &lines(0, 2000..2100));
+    wait_until(Duration::from_secs(20), "the appended lines", || {
+        node.records().len() >= 2100
+    });
+    // No commit interval has passed: only the shutdown's own commit can save the offsets.
+    assert!(shiplog.stop().success(), "exit 0 after SIGTERM");
+    run_once(&config);
+    assert_eq!(by_file(&node.records())[&0], (0..2100).collect::<Vec<_>>());
+}

@@ -149,17 +149,11 @@ impl Default for KubernetesFile {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(super) struct ParsersFile {
     /// `None` when the file does not set it: the default folder, which may be missing.
     pub dirs: Option<Vec<String>>,
-}
-
-impl Default for ParsersFile {
-    fn default() -> Self {
-        ParsersFile { dirs: None }
-    }
 }
 
 #[derive(Debug, Deserialize)]

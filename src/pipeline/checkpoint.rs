@@ -132,6 +132,10 @@ impl Checkpointer {
                     closed: None,
                 };
                 self.files.insert(file, tracked);
+                // Where reading starts is a checkpoint too: a file started at its end
+                // (`read_from = "tail"`) must not be read from 0 after a restart, even if
+                // nothing was delivered from it yet.
+                self.dirty.insert(file);
             }
             FileNote::Closed {
                 file,
