@@ -163,40 +163,66 @@ struct Run {
     peak_rss_kib: i64,
 }
 
-/// One `shiplog --once` run from a fresh state, measured through the children's rusage.
+/// One `shiplog --once` run from a fresh state. The run goes through a child of this
+/// harness (`--run-one`) that has shiplog as its only child, so the children's rusage it
+/// reports (CPU time, and peak RSS, which is a maximum over all children) is this run's.
 fn run(root: &Path, sink: &str) -> Run {
     for stale in ["state.db", "state.db-wal", "state.db-shm", "out.jsonl"] {
         fs::remove_file(root.join(stale)).ok();
     }
-    let before = getrusage(UsageWho::RUSAGE_CHILDREN).expect("rusage");
     let started = Instant::now();
-    let status = Command::new(env!("CARGO_BIN_EXE_shiplog"))
+    let output = Command::new(std::env::current_exe().expect("the harness"))
         .args([
-            "--config",
+            "--run-one",
             &root.join(format!("{sink}.toml")).to_string_lossy(),
-            "--once",
         ])
-        .env("RUST_LOG", "warn")
-        .status()
-        .expect("shiplog runs");
+        .output()
+        .expect("the runner runs");
     let wall = started.elapsed();
-    assert!(status.success(), "shiplog failed: {status}");
-    let after = getrusage(UsageWho::RUSAGE_CHILDREN).expect("rusage");
-    let cpu = |u: &nix::sys::resource::Usage| {
-        let t = |tv: nix::sys::time::TimeVal| {
-            Duration::new(tv.tv_sec() as u64, tv.tv_usec() as u32 * 1000)
-        };
-        t(u.user_time()) + t(u.system_time())
-    };
-    // ru_maxrss of children is the largest of any child so far: the runs share one value.
+    assert!(
+        output.status.success(),
+        "run failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8_lossy(&output.stdout);
+    let mut numbers = text
+        .split_whitespace()
+        .map(|n| n.parse::<i64>().unwrap_or(0));
+    let (cpu_us, peak_rss_kib) = (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0));
     Run {
         wall,
-        cpu: cpu(&after) - cpu(&before),
-        peak_rss_kib: after.max_rss(),
+        cpu: Duration::from_micros(cpu_us as u64),
+        peak_rss_kib,
     }
 }
 
+/// `--run-one CONFIG`: runs `shiplog --config CONFIG --once` and prints its CPU time in
+/// microseconds and its peak RSS in KiB.
+fn run_one(config: &str) {
+    let status = Command::new(env!("CARGO_BIN_EXE_shiplog"))
+        .args(["--config", config, "--once"])
+        .env("RUST_LOG", "warn")
+        .status()
+        .expect("shiplog runs");
+    assert!(status.success(), "shiplog failed: {status}");
+    let usage = getrusage(UsageWho::RUSAGE_CHILDREN).expect("rusage");
+    let micros = |tv: nix::sys::time::TimeVal| tv.tv_sec() * 1_000_000 + tv.tv_usec();
+    println!(
+        "{} {}",
+        micros(usage.user_time()) + micros(usage.system_time()),
+        usage.max_rss()
+    );
+}
+
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(config) = args
+        .iter()
+        .position(|a| a == "--run-one")
+        .and_then(|i| args.get(i + 1))
+    {
+        return run_one(config);
+    }
     let options = options();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(

@@ -136,6 +136,10 @@ fn run(args: &RunArgs) -> Result<(), Failure> {
         lines = p.lines,
         bytes = p.bytes,
         decode_errors = p.decode_errors,
+        excluded = p.excluded,
+        parsed = p.parsed,
+        unmatched = p.unmatched,
+        illegal_topics = p.illegal_topics,
         delivered = %delivered.join(", "),
         "done"
     );

@@ -317,3 +317,22 @@ fn container_ids_in_link_names_become_docker_id() {
     assert_eq!(records[0]["kubernetes"]["docker_id"], expected.as_str());
     assert_eq!(records[0]["stream"], "stderr");
 }
+
+#[test]
+fn an_unusable_state_database_fails_at_start_up_naming_state_path() {
+    let node = Node::new();
+    node.container_log("shop", "web-1", "app", docker("x\n", "stdout").as_bytes());
+    node.write("not-a-db", b"this is a text file, not SQLite\n");
+    let config = node.config(&[("state", "path = \"not-a-db\"")]);
+    let output = shiplog(&["--config", config.to_str().expect("UTF-8"), "--once"]);
+    assert_eq!(output.status.code(), Some(1));
+    let message = stderr(&output);
+    assert!(
+        message.contains("state.path") && message.contains("not-a-db"),
+        "{message}"
+    );
+    assert!(
+        node.records().is_empty(),
+        "nothing is read without a place to keep offsets"
+    );
+}

@@ -62,6 +62,9 @@ pub struct FileContext {
     /// Things worth a word in shiplog's own log, once per pod: unknown parser names,
     /// unreadable `exclude` values, a topic that is not a legal name.
     pub warnings: Vec<String>,
+    /// The topic the pod asked for (template or annotation) was not a legal name, so its
+    /// records go to `default_topic`.
+    pub illegal_topic: bool,
 }
 
 /// What the pod's annotations ask for one stream of one container.
@@ -120,6 +123,7 @@ impl Enricher {
                 topic: self.default_topic.clone(),
                 streams: Default::default(),
                 warnings: Vec::new(),
+                illegal_topic: false,
             };
         };
         let mut warnings = Vec::new();
@@ -138,6 +142,7 @@ impl Enricher {
             Some(found) => Some(found.value.to_owned()),
             None => self.fill_topic(info, pod),
         };
+        let illegal_topic = topic.as_deref().is_some_and(|topic| !is_valid_topic(topic));
         let topic = match topic {
             Some(topic) if is_valid_topic(&topic) => Arc::from(topic),
             Some(topic) => {
@@ -154,6 +159,7 @@ impl Enricher {
             topic,
             streams,
             warnings,
+            illegal_topic,
         }
     }
 

@@ -34,6 +34,8 @@ pub struct ProcessStats {
     pub parsed: u64,
     /// Records whose selected parser did not match: shipped with `log` only.
     pub unmatched: u64,
+    /// Files whose pod asked for a topic that is not a legal name (they use `default_topic`).
+    pub illegal_topics: u64,
 }
 
 /// One open file's state.
@@ -129,6 +131,7 @@ impl Processor {
             }
         }
         self.stats.files += 1;
+        self.stats.illegal_topics += u64::from(context.illegal_topic);
         let state = OpenFile {
             context,
             format: None,

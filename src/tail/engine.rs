@@ -233,23 +233,38 @@ impl Tailer {
         }
         let mut seen = HashMap::new();
         for file in found {
+            // A stat tells whether a followed path still names the same file; only a file
+            // new to its path is opened (rescans of many idle files stay cheap).
+            let Ok(metadata) = std::fs::metadata(&file.target) else {
+                continue;
+            };
+            seen.insert(file.path.clone(), FileId::of(&metadata));
+            let current = self
+                .by_path
+                .get(&file.path)
+                .and_then(|key| self.followed.get(key).map(|followed| (*key, followed.id)));
+            let unchanged = match current {
+                Some((_, id)) => id == FileId::of(&metadata),
+                None => self
+                    .followed
+                    .values()
+                    .any(|f| f.id == FileId::of(&metadata)),
+            };
+            if unchanged {
+                continue;
+            }
+            // Opened now, it may be newer than the stat: its own metadata decides.
             let Some((handle, metadata)) = open(&file.target) else {
                 continue;
             };
             let id = FileId::of(&metadata);
             seen.insert(file.path.clone(), id);
-            match self
-                .by_path
-                .get(&file.path)
-                .map(|key| (*key, self.followed[key].id))
-            {
-                Some((_, current)) if current == id => {}
+            match current {
                 Some((old, _)) => {
                     self.mark_rotated(old);
                     let key = self.start(file, handle, id, 0)?;
                     self.wait_for(key, Some(old));
                 }
-                None if self.followed.values().any(|f| f.id == id) => {}
                 None => {
                     let offset = self.start_offset(id, &metadata, &handle);
                     let predecessor = self.predecessors.remove(&file.target);

@@ -97,11 +97,18 @@ impl Node {
         path
     }
 
-    /// The records the file sink wrote, in order.
+    /// The records the file sink wrote, in order. A record still being written (no newline
+    /// yet) is left for the next look.
     pub fn records(&self) -> Vec<Value> {
-        let text = fs::read_to_string(self.path("out.jsonl")).unwrap_or_default();
-        text.lines()
-            .map(|line| serde_json::from_str(line).expect("each record is JSON"))
+        let text = fs::read(self.path("out.jsonl")).unwrap_or_default();
+        let complete = match text.iter().rposition(|&b| b == b'\n') {
+            Some(last) => &text[..last],
+            None => &[][..],
+        };
+        complete
+            .split(|&b| b == b'\n')
+            .filter(|line| !line.is_empty())
+            .map(|line| serde_json::from_slice(line).expect("each record is JSON"))
             .collect()
     }
 }
