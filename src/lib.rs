@@ -11,6 +11,7 @@
 //! - [`cli`]: the command line.
 //! - [`config`]: the config file, parsed and validated once at start-up.
 //! - [`decode`]: docker json-file and CRI lines, and reassembly of split lines (pure).
+//! - [`serde_words`]: serde's error messages in a TOML editor's terms (pure).
 //! - [`record`]: the record and its JSON rendering (pure).
 //! - [`route`]: the topic template (pure).
 //! - [`parse`]: payloads turned into fields for `data` (the JSON merge) (pure).
@@ -31,5 +32,6 @@ pub mod parse;
 pub mod pipeline;
 pub mod record;
 pub mod route;
+pub mod serde_words;
 pub mod sink;
 pub mod tail;

@@ -4,23 +4,13 @@
 mod util;
 
 use std::collections::BTreeMap;
-use std::fs::{self, OpenOptions};
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::fs;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use util::{Node, Running, numbered, numbered_line, wait_until};
-
-fn append(path: &Path, text: &str) {
-    let mut file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .expect("open for append");
-    file.write_all(text.as_bytes()).expect("append");
-}
+use util::{Node, Running, append, numbered, numbered_line, wait_until};
 
 /// The process's peak resident memory, from `/proc/PID/status` (`VmHWM`), in bytes.
 fn peak_rss(pid: u32) -> u64 {

@@ -5,25 +5,15 @@ mod util;
 
 use std::collections::BTreeMap;
 use std::fs::{self, OpenOptions};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use util::{Node, Running, numbered, numbered_line, run_once, wait_until};
+use util::{Node, Running, append, numbered, numbered_line, run_once, wait_until};
 
 /// Follow-mode settings that keep tests quick: fast rescans, short waits.
 const FOLLOW: (&str, &str) = ("tail", "rescan_interval = \"200ms\"\nrotate_wait = \"1s\"");
 const FAST_COMMITS: (&str, &str) = ("state", "commit_interval = \"100ms\"");
 const FAST_BATCHES: (&str, &str) = ("pipeline", "batch_timeout = \"50ms\"");
-
-fn append(path: &Path, text: &str) {
-    let mut file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .expect("open for append");
-    file.write_all(text.as_bytes()).expect("append");
-}
 
 fn lines(file: usize, seqs: std::ops::Range<usize>) -> String {
     seqs.map(|seq| numbered_line(file, seq)).collect()

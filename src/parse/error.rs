@@ -4,6 +4,7 @@
 //! Mirrors `config::ConfigError` (which `parse` may not import): serde's and the TOML
 //! parser's wording is rephrased in the definition file's terms.
 
+use crate::serde_words::{reword, split_quoted};
 use std::path::{Path, PathBuf};
 
 use serde_path_to_error::Segment;
@@ -142,41 +143,12 @@ fn rephrase(message: &str) -> String {
     {
         return format!("unknown key (expected one of: {})", expected.join(", "));
     }
-    if let Some((value, expected)) = message
-        .strip_prefix("unknown variant `")
-        .and_then(split_quoted)
-    {
-        return format!(
-            "unknown value {value:?} (expected one of: {})",
-            expected.join(", ")
-        );
-    }
-    if let Some(name) = message
-        .strip_prefix("missing field `")
-        .and_then(|m| m.strip_suffix('`'))
-    {
-        return format!("missing key {name:?}");
-    }
     const WORDING: &[(&str, &str)] = &[
         ("expected a map", "expected a table"),
         ("expected a sequence", "expected an array of tables"),
         ("expected a boolean", "expected true or false"),
     ];
-    WORDING
-        .iter()
-        .fold(message.to_string(), |text, (serde, ours)| {
-            text.replace(serde, ours)
-        })
-}
-
-/// Splits "NAME`, expected one of `a`, `b`" into `NAME` and `[a, b]`. The name is what the
-/// user wrote and may hold anything; the expected names are ours and hold no backquote.
-fn split_quoted(rest: &str) -> Option<(&str, Vec<&str>)> {
-    let end = rest
-        .rfind("`, expected ")
-        .or_else(|| rest.rfind("`, there are no "))?;
-    let expected = rest[end..].split('`').skip(2).step_by(2).collect();
-    Some((&rest[..end], expected))
+    reword(message, WORDING)
 }
 
 #[cfg(test)]

@@ -226,3 +226,13 @@ pub fn numbered(records: &[Value]) -> Vec<(usize, usize)> {
         })
         .collect()
 }
+
+/// Appends `text` to the file at `path`, creating it if missing, as a container runtime does.
+pub fn append(path: &Path, text: &str) {
+    let mut file = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .expect("open for append");
+    std::io::Write::write_all(&mut file, text.as_bytes()).expect("append");
+}
