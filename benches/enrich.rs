@@ -8,8 +8,9 @@ use std::hint::black_box;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use shiplog::decode::{Message, Stream};
 use shiplog::enrich::{EnrichSettings, Enricher};
-use shiplog::kube::{ContainerMeta, FragmentOptions, LogFileInfo, PodMeta};
+use shiplog::kube::{ContainerMeta, FragmentOptions, LogFileInfo, PodMeta, render_fragment};
 use shiplog::parse::ParserSet;
+use shiplog::record::{Flags, Record, Shape};
 use shiplog::route::Template;
 
 const JSON_LINE: &str = r#"{"level":"info","msg":"order placed","order_id":"A-102934","amount_cents":4599,"currency":"EUR","user":{"id":42}}"#;
@@ -121,5 +122,40 @@ fn render(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, context, render);
+/// The pieces a record is made of: the pod's `kubernetes` fragment (rendered once per file)
+/// and the record's own JSON (rendered per line).
+fn pieces(c: &mut Criterion) {
+    let pod = pod(&[("shiplog.io/parser", "nginx")]);
+    let options = FragmentOptions {
+        labels: true,
+        annotations: true,
+    };
+    c.bench_function("enrich/kubernetes_fragment", |b| {
+        b.iter(|| render_fragment(black_box(&info()), Some(black_box(&pod)), options))
+    });
+    let fragment = render_fragment(&info(), Some(&pod), options);
+    let shape = Shape::new("data", true);
+    let record = Record {
+        time: "2026-11-25T09:00:01.123456789Z",
+        stream: Some("stdout"),
+        log: JSON_LINE,
+        data: Some(JSON_LINE),
+        kubernetes: Some(&fragment),
+        topic: "shop",
+        flags: Flags::default(),
+        error: None,
+    };
+    let mut out = Vec::with_capacity(4096);
+    let mut group = c.benchmark_group("record");
+    group.throughput(Throughput::Bytes(JSON_LINE.len() as u64));
+    group.bench_function("render", |b| {
+        b.iter(|| {
+            out.clear();
+            black_box(&record).render(&shape, &mut out);
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, context, render, pieces);
 criterion_main!(benches);
