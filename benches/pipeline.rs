@@ -7,7 +7,7 @@
 //! annotated with the nginx parser), 10 % plain text, pod metadata from a PodList file;
 //! docker and CRI formats, into the `null` and the `file` sink; median of 5 runs each.
 //! Options after `--`: `--pods N`, `--lines N`, `--runs N`, `--format docker|cri`,
-//! `--sink null|file`. Under `cargo test` (no `--bench` argument) it runs a small smoke
+//! `--sink null|file`, `--memory-limit SIZE`. Under `cargo test` (no `--bench` argument) it runs a small smoke
 //! workload once, so the harness itself stays working.
 
 use std::fmt::Write as _;
@@ -24,6 +24,8 @@ struct Options {
     runs: usize,
     formats: Vec<&'static str>,
     sinks: Vec<&'static str>,
+    /// `pipeline.memory_limit`, when not the default.
+    memory_limit: Option<String>,
 }
 
 fn options() -> Options {
@@ -48,6 +50,7 @@ fn options() -> Options {
         runs: number("--runs", if benching { 5 } else { 1 }),
         formats: pick("--format", ["docker", "cri"]),
         sinks: pick("--sink", ["null", "file"]),
+        memory_limit: value("--memory-limit").cloned(),
     }
 }
 
@@ -152,6 +155,10 @@ fn generate(root: &Path, options: &Options, format: &str) -> u64 {
              [kubernetes]\nmetadata = \"file\"\npods_file = \"pods.json\"\n[server]\nlisten = \"\"\n\
              [sinks.out]\n{sink_table}\n"
         );
+        let config = match &options.memory_limit {
+            Some(limit) => format!("{config}[pipeline]\nmemory_limit = \"{limit}\"\n"),
+            None => config,
+        };
         fs::write(root.join(format!("{sink}.toml")), config).expect("write config");
     }
     bytes
@@ -239,6 +246,19 @@ fn main() {
         let lines = (options.pods * options.lines) as f64;
         for sink in &options.sinks {
             let mut runs: Vec<Run> = (0..options.runs).map(|_| run(&root, sink)).collect();
+            if *sink == "file" {
+                // Every line is one whole record: none lost, none split by a flush timer.
+                let out = fs::read(root.join("out.jsonl")).expect("the file sink's output");
+                let records = out.split(|&b| b == b'\n').filter(|r| !r.is_empty());
+                let whole = records
+                    .filter(|r| serde_json::from_slice::<serde_json::Value>(r).is_ok())
+                    .count();
+                assert_eq!(
+                    whole,
+                    options.pods * options.lines,
+                    "one whole record per line"
+                );
+            }
             runs.sort_by_key(|r| r.cpu);
             let median = &runs[runs.len() / 2];
             let wall = median.wall.as_secs_f64();
