@@ -20,6 +20,8 @@
 //! - [`tail`]: finding files and reading their lines with exact offsets.
 //! - [`checkpoint`]: durable offsets per file identity, to resume after a restart (SQLite).
 //! - [`sink`]: destinations, batching and acknowledgements.
+//! - [`metrics`]: every metric of CONTRACT.md, and the health state.
+//! - [`server`]: `/healthz`, `/readyz`, `/metrics`.
 //! - [`pipeline`]: wires the above into the running collector.
 
 pub mod checkpoint;
@@ -28,10 +30,12 @@ pub mod config;
 pub mod decode;
 pub mod enrich;
 pub mod kube;
+pub mod metrics;
 pub mod parse;
 pub mod pipeline;
 pub mod record;
 pub mod route;
 pub mod serde_words;
+pub mod server;
 pub mod sink;
 pub mod tail;

@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 use super::acks::AckTracker;
 use super::memory::MemoryBudget;
 use crate::checkpoint::{Checkpoint, Store};
+use crate::metrics::Metrics;
 use crate::sink::Delivered;
 use crate::tail::FileId;
 
@@ -70,6 +71,8 @@ pub struct Checkpointer {
     forget: Vec<FileId>,
     /// Delivered offsets by path, for the run summary.
     delivered: BTreeMap<PathBuf, u64>,
+    /// Heartbeat (each commit tick) and commit failures go here.
+    metrics: Arc<Metrics>,
 }
 
 impl Checkpointer {
@@ -79,8 +82,10 @@ impl Checkpointer {
         sinks: usize,
         budget: Arc<MemoryBudget>,
         commit_interval: Duration,
+        metrics: Arc<Metrics>,
     ) -> Self {
         Checkpointer {
+            metrics,
             store,
             tracker: AckTracker::new(sinks),
             budget,
@@ -112,7 +117,10 @@ impl Checkpointer {
                     Some(chunks) => self.acknowledge(chunks),
                     None => break,
                 },
-                _ = tick.tick() => self.commit(),
+                _ = tick.tick() => {
+                    self.metrics.beat(SystemTime::now());
+                    self.commit();
+                }
             }
         }
         while let Ok(note) = notes.try_recv() {
@@ -223,7 +231,10 @@ impl Checkpointer {
                     }
                 }
             }
-            Err(error) => tracing::warn!(%error, "committing offsets failed; will retry"),
+            Err(error) => {
+                self.metrics.checkpoint_commit_failures.inc();
+                tracing::warn!(%error, "committing offsets failed; will retry");
+            }
         }
     }
 }

@@ -10,19 +10,24 @@
 use std::sync::{Condvar, Mutex, PoisonError};
 use std::time::Duration;
 
+use prometheus_client::metrics::gauge::Gauge;
+
 /// Bytes in flight, up to a limit.
 #[derive(Debug)]
 pub struct MemoryBudget {
     limit: u64,
     used: Mutex<u64>,
     freed: Condvar,
+    /// `shiplog_inflight_bytes`, kept equal to `used`.
+    gauge: Gauge,
 }
 
 impl MemoryBudget {
     /// A budget of `limit` bytes.
-    pub fn new(limit: u64) -> Self {
+    pub fn new(limit: u64, gauge: Gauge) -> Self {
         MemoryBudget {
             limit,
+            gauge,
             used: Mutex::new(0),
             freed: Condvar::new(),
         }
@@ -41,6 +46,7 @@ impl MemoryBudget {
             used = waited.unwrap_or_else(PoisonError::into_inner).0;
         }
         *used += bytes;
+        self.gauge.set(i64::try_from(*used).unwrap_or(i64::MAX));
         true
     }
 
@@ -48,6 +54,7 @@ impl MemoryBudget {
     pub fn release(&self, bytes: u64) {
         let mut used = self.used.lock().unwrap_or_else(PoisonError::into_inner);
         *used = used.saturating_sub(bytes);
+        self.gauge.set(i64::try_from(*used).unwrap_or(i64::MAX));
         self.freed.notify_all();
     }
 
@@ -65,7 +72,7 @@ mod tests {
 
     #[test]
     fn acquiring_past_the_limit_waits_for_a_release() {
-        let budget = Arc::new(MemoryBudget::new(100));
+        let budget = Arc::new(MemoryBudget::new(100, Gauge::default()));
         assert!(budget.acquire(80, &|| false));
         let (done_tx, done_rx) = mpsc::channel();
         let waiter = Arc::clone(&budget);
@@ -85,7 +92,7 @@ mod tests {
 
     #[test]
     fn a_chunk_larger_than_the_limit_passes_when_nothing_is_in_flight() {
-        let budget = MemoryBudget::new(10);
+        let budget = MemoryBudget::new(10, Gauge::default());
         assert!(budget.acquire(1000, &|| false));
         assert!(!budget.acquire(1, &|| true), "a stop request ends the wait");
     }

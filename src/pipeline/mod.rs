@@ -28,8 +28,10 @@ use crate::checkpoint::Store;
 use crate::config::{Config, ConfigError, MetadataSource};
 use crate::enrich::{EnrichSettings, Enricher};
 use crate::kube::{FragmentOptions, Metadata, PodIndex};
+use crate::metrics::Metrics;
 use crate::parse::{ParserError, ParserSet};
 use crate::route::Template;
+use crate::server;
 use crate::sink::task::{SinkFailed, SinkStats, SinkTask};
 use crate::sink::{BatchLimits, Rendered, Sink};
 use crate::tail::{FileSet, Resume, TailEvent, TailSettings, Tailer, Wake};
@@ -91,7 +93,12 @@ pub async fn run(config: &Config, mode: Mode) -> Result<Summary, RunError> {
         .map_err(|e| ConfigError::new(&config.source, "tail", e.to_string()))?;
     let sinks = open_sinks(config)?;
     let (store, resume, first_start) = open_store(config)?;
-    let budget = Arc::new(MemoryBudget::new(config.pipeline.memory_limit));
+    let metrics = Arc::new(Metrics::new());
+    let _server = start_server(config, &metrics).await?;
+    let budget = Arc::new(MemoryBudget::new(
+        config.pipeline.memory_limit,
+        metrics.inflight_bytes.clone(),
+    ));
     let stopping = Arc::new(AtomicBool::new(false));
 
     let (events_tx, events_rx) = mpsc::channel(CHANNEL_CHUNKS);
@@ -128,12 +135,15 @@ pub async fn run(config: &Config, mode: Mode) -> Result<Summary, RunError> {
     for (name, sink) in sinks {
         let (tx, input) = mpsc::channel(CHANNEL_CHUNKS);
         sink_inputs.push(tx);
+        let delivered = delivered_tx.clone();
+        let metrics = Arc::clone(&metrics);
         let task = SinkTask {
             name,
             sink,
             limits,
             input,
-            delivered: delivered_tx.clone(),
+            delivered,
+            metrics,
         };
         sink_tasks.push(tokio::spawn(task.run()));
     }
@@ -146,6 +156,8 @@ pub async fn run(config: &Config, mode: Mode) -> Result<Summary, RunError> {
         notes: notes_tx,
         budget: Arc::clone(&budget),
         stopping: Arc::clone(&stopping),
+        metrics: Arc::clone(&metrics),
+        published: ProcessStats::default(),
     };
     let processing = tokio::task::spawn_blocking(move || stage.run(events_rx));
     let checkpointer = Checkpointer::new(
@@ -153,8 +165,10 @@ pub async fn run(config: &Config, mode: Mode) -> Result<Summary, RunError> {
         sink_tasks.len(),
         budget,
         config.state.commit_interval,
+        Arc::clone(&metrics),
     );
     let checkpoints = tokio::spawn(checkpointer.run(notes_rx, delivered_rx));
+    metrics.set_ready(true);
 
     let finish = async {
         let mut summary = Summary::default();
@@ -212,9 +226,33 @@ struct ProcessStage {
     notes: mpsc::UnboundedSender<FileNote>,
     budget: Arc<MemoryBudget>,
     stopping: Arc<AtomicBool>,
+    metrics: Arc<Metrics>,
+    /// The processor's counts already added to `metrics`.
+    published: ProcessStats,
 }
 
 impl ProcessStage {
+    /// Adds what the processor counted since the last call to the metrics: once per
+    /// event (a chunk of lines), never per line.
+    fn publish(&mut self) {
+        let now = self.processor.stats();
+        let was = std::mem::replace(&mut self.published, now);
+        let m = &self.metrics;
+        m.input_lines.inc_by(now.lines - was.lines);
+        m.input_bytes.inc_by(now.bytes - was.bytes);
+        m.decode_errors
+            .inc_by(now.decode_errors - was.decode_errors);
+        m.excluded_records.inc_by(now.excluded - was.excluded);
+        m.parser_unmatched.inc_by(now.unmatched - was.unmatched);
+        m.illegal_topics
+            .inc_by(now.illegal_topics - was.illegal_topics);
+        m.kube_cache_hits.inc_by(now.pods_known - was.pods_known);
+        m.kube_cache_misses
+            .inc_by(now.pods_unknown - was.pods_unknown);
+        m.files_open
+            .set(i64::try_from(self.processor.open_files()).unwrap_or(i64::MAX));
+    }
+
     /// Events in, chunks out to every sink, until the engine closes its channel.
     fn run(mut self, mut events: mpsc::Receiver<TailEvent>) -> ProcessStats {
         while let Some(event) = events.blocking_recv() {
@@ -252,7 +290,9 @@ impl ProcessStage {
             TailEvent::Closed { file, gone } => Some((*file, *gone)),
             TailEvent::Lines { .. } => None,
         };
-        let Some(chunk) = self.processor.handle(event) else {
+        let chunk = self.processor.handle(event);
+        self.publish();
+        let Some(chunk) = chunk else {
             return true;
         };
         let stopping = || self.stopping.load(Ordering::Relaxed);
@@ -273,6 +313,40 @@ impl ProcessStage {
             .iter()
             .all(|sink| sink.blocking_send(Arc::clone(&chunk)).is_ok())
     }
+}
+
+/// Aborts the server task when the run ends.
+struct ServerTask(Option<tokio::task::JoinHandle<()>>);
+
+impl Drop for ServerTask {
+    fn drop(&mut self) {
+        if let Some(task) = self.0.take() {
+            task.abort();
+        }
+    }
+}
+
+/// Binds `server.listen` (a taken or unusable address is a start-up error) and serves
+/// `/healthz`, `/readyz` and `/metrics` for the rest of the run.
+async fn start_server(config: &Config, metrics: &Arc<Metrics>) -> Result<ServerTask, ConfigError> {
+    let Some(address) = config.server.listen else {
+        return Ok(ServerTask(None));
+    };
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|error| {
+            ConfigError::new(
+                &config.source,
+                "server.listen",
+                format!("cannot listen on {address}: {error}"),
+            )
+        })?;
+    let bound = listener.local_addr().map_or(address, |bound| bound);
+    tracing::info!(address = %bound, "serving /healthz, /readyz and /metrics");
+    // Alive while the checkpoint task ticks: a few commit intervals, and never under 10 s.
+    let alive_within = (config.state.commit_interval * 5).max(std::time::Duration::from_secs(10));
+    let task = tokio::spawn(server::serve(listener, Arc::clone(metrics), alive_within));
+    Ok(ServerTask(Some(task)))
 }
 
 fn open_sinks(config: &Config) -> Result<Vec<(String, Sink)>, ConfigError> {

@@ -36,6 +36,10 @@ pub struct ProcessStats {
     pub unmatched: u64,
     /// Files whose pod asked for a topic that is not a legal name (they use `default_topic`).
     pub illegal_topics: u64,
+    /// Files whose pod the metadata source knew, and did not know.
+    pub pods_known: u64,
+    /// Files whose pod the metadata source did not know (or metadata is off).
+    pub pods_unknown: u64,
 }
 
 /// One open file's state.
@@ -90,6 +94,11 @@ impl Processor {
         }
     }
 
+    /// How many files are open now.
+    pub fn open_files(&self) -> usize {
+        self.files.len()
+    }
+
     /// What has been processed so far.
     pub fn stats(&self) -> ProcessStats {
         self.stats
@@ -131,6 +140,11 @@ impl Processor {
             }
         }
         self.stats.files += 1;
+        if pod.is_some() {
+            self.stats.pods_known += 1;
+        } else {
+            self.stats.pods_unknown += 1;
+        }
         self.stats.illegal_topics += u64::from(context.illegal_topic);
         let state = OpenFile {
             context,

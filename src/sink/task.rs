@@ -14,6 +14,7 @@ use tokio::time::sleep_until;
 use super::batch::BatchLimits;
 use super::retry::Backoff;
 use super::{Batch, Delivered, Rendered, SendError, Sink};
+use crate::metrics::{Metrics, SinkLabel};
 
 /// The first retry waits about this long; each further one twice as long.
 const RETRY_MIN: Duration = Duration::from_millis(100);
@@ -34,6 +35,8 @@ pub struct SinkTask {
     pub input: mpsc::Receiver<Arc<Rendered>>,
     /// Where delivered chunks are reported.
     pub delivered: mpsc::Sender<Delivered>,
+    /// Where `records_sent`, `records_failed` and `sink_retries` are counted.
+    pub metrics: Arc<Metrics>,
 }
 
 /// What a sink did, for the run summary.
@@ -102,20 +105,37 @@ impl SinkTask {
                 Ok(()) => break,
                 Err(SendError::Retry(reason)) => {
                     stats.retries += 1;
+                    self.metrics.sink_retries.get_or_create(&self.label()).inc();
                     let delay = backoff.next_delay();
                     tracing::warn!(sink = %self.name, %reason, ?delay, "send failed, retrying");
                     tokio::time::sleep(delay).await;
                 }
-                Err(SendError::Fatal(reason)) => return Err(self.failed(reason)),
+                Err(SendError::Fatal(reason)) => {
+                    self.metrics
+                        .records_failed
+                        .get_or_create(&self.label())
+                        .inc_by(batch.events() as u64);
+                    return Err(self.failed(reason));
+                }
             }
         }
         backoff.reset();
         stats.records += batch.events() as u64;
+        self.metrics
+            .records_sent
+            .get_or_create(&self.label())
+            .inc_by(batch.events() as u64);
         let chunks = batch.take();
         self.delivered
             .send(chunks)
             .await
             .map_err(|_| self.failed("acknowledgements are no longer read".to_owned()))
+    }
+
+    fn label(&self) -> SinkLabel {
+        SinkLabel {
+            sink: self.name.clone(),
+        }
     }
 
     fn failed(&self, reason: String) -> SinkFailed {

@@ -1,0 +1,243 @@
+//! Every metric of CONTRACT.md, registered in one place, and the health state the server
+//! reports. I/O modules update these; pure modules return counts that their caller adds
+//! here (per chunk or per batch, never per line).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+/// The `sink` label.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SinkLabel {
+    /// The sink's name, as in `[sinks.<name>]`.
+    pub sink: String,
+}
+
+/// The process's metrics and health. Cheap to share (`Arc`); every handle is atomic.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// `shiplog_input_lines_total`: lines read from files.
+    pub input_lines: Counter,
+    /// `shiplog_input_bytes_total`: bytes read from files.
+    pub input_bytes: Counter,
+    /// `shiplog_files_open`: files being followed.
+    pub files_open: Gauge,
+    /// `shiplog_records_sent_total{sink}`: records a sink delivered.
+    pub records_sent: Family<SinkLabel, Counter>,
+    /// `shiplog_records_failed_total{sink}`: records of batches a sink gave up on for good.
+    pub records_failed: Family<SinkLabel, Counter>,
+    /// `shiplog_sink_retries_total{sink}`: failed attempts that were retried.
+    pub sink_retries: Family<SinkLabel, Counter>,
+    /// `shiplog_inflight_bytes`: bytes rendered and not yet delivered by every sink.
+    pub inflight_bytes: Gauge,
+    /// `shiplog_kube_cache_hits_total`: files whose pod metadata was known.
+    pub kube_cache_hits: Counter,
+    /// `shiplog_kube_cache_misses_total`: files whose pod metadata was not.
+    pub kube_cache_misses: Counter,
+    /// `shiplog_excluded_records_total`: records not shipped because of an annotation.
+    pub excluded_records: Counter,
+    /// `shiplog_decode_errors_total`: lines shipped raw because they could not be decoded.
+    pub decode_errors: Counter,
+    /// `shiplog_parser_unmatched_total` (beyond CONTRACT): lines a selected parser did not
+    /// match, shipped with `log` only.
+    pub parser_unmatched: Counter,
+    /// `shiplog_illegal_topics_total` (beyond CONTRACT): files whose pod asked for a topic
+    /// that is not a legal name.
+    pub illegal_topics: Counter,
+    /// `shiplog_checkpoint_commit_failures_total` (beyond CONTRACT): offset commits that
+    /// failed and will be retried.
+    pub checkpoint_commit_failures: Counter,
+    ready: AtomicBool,
+    heartbeat_ms: AtomicU64,
+}
+
+impl Metrics {
+    /// Every metric, registered, at zero.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("shiplog");
+        let metrics = Metrics {
+            input_lines: Counter::default(),
+            input_bytes: Counter::default(),
+            files_open: Gauge::default(),
+            records_sent: Family::default(),
+            records_failed: Family::default(),
+            sink_retries: Family::default(),
+            inflight_bytes: Gauge::default(),
+            kube_cache_hits: Counter::default(),
+            kube_cache_misses: Counter::default(),
+            excluded_records: Counter::default(),
+            decode_errors: Counter::default(),
+            parser_unmatched: Counter::default(),
+            illegal_topics: Counter::default(),
+            checkpoint_commit_failures: Counter::default(),
+            ready: AtomicBool::new(false),
+            heartbeat_ms: AtomicU64::new(0),
+            registry: Registry::default(),
+        };
+        // Counters get their `_total` suffix from the registry.
+        let r = &mut registry;
+        r.register(
+            "input_lines",
+            "Lines read from files",
+            metrics.input_lines.clone(),
+        );
+        r.register(
+            "input_bytes",
+            "Bytes read from files",
+            metrics.input_bytes.clone(),
+        );
+        r.register(
+            "files_open",
+            "Files being followed",
+            metrics.files_open.clone(),
+        );
+        r.register(
+            "records_sent",
+            "Records a sink delivered",
+            metrics.records_sent.clone(),
+        );
+        r.register(
+            "records_failed",
+            "Records a sink gave up on",
+            metrics.records_failed.clone(),
+        );
+        r.register(
+            "sink_retries",
+            "Sink attempts retried",
+            metrics.sink_retries.clone(),
+        );
+        r.register(
+            "inflight_bytes",
+            "Bytes not yet delivered by every sink",
+            metrics.inflight_bytes.clone(),
+        );
+        r.register(
+            "kube_cache_hits",
+            "Files whose pod metadata was known",
+            metrics.kube_cache_hits.clone(),
+        );
+        r.register(
+            "kube_cache_misses",
+            "Files whose pod metadata was not known",
+            metrics.kube_cache_misses.clone(),
+        );
+        r.register(
+            "excluded_records",
+            "Records excluded by annotation",
+            metrics.excluded_records.clone(),
+        );
+        r.register(
+            "decode_errors",
+            "Lines shipped raw, undecodable",
+            metrics.decode_errors.clone(),
+        );
+        r.register(
+            "parser_unmatched",
+            "Lines a selected parser did not match",
+            metrics.parser_unmatched.clone(),
+        );
+        r.register(
+            "illegal_topics",
+            "Files routed to default_topic for an illegal topic name",
+            metrics.illegal_topics.clone(),
+        );
+        r.register(
+            "checkpoint_commit_failures",
+            "Offset commits that failed and will be retried",
+            metrics.checkpoint_commit_failures.clone(),
+        );
+        Metrics {
+            registry,
+            ..metrics
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        encode(&mut text, &self.registry).ok();
+        text
+    }
+
+    /// The pipeline is up: config loaded, files being read, metadata source ready.
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Relaxed);
+    }
+
+    /// Whether the pipeline said it is ready.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+
+    /// The pipeline's heart beats (its checkpoint task ticks) at `now`.
+    pub fn beat(&self, now: SystemTime) {
+        self.heartbeat_ms.store(unix_ms(now), Ordering::Relaxed);
+    }
+
+    /// Alive: the heart beat within `within` of `now`. A wedged pipeline stops beating.
+    pub fn is_alive(&self, now: SystemTime, within: Duration) -> bool {
+        let last = self.heartbeat_ms.load(Ordering::Relaxed);
+        last != 0 && unix_ms(now).saturating_sub(last) <= within.as_millis() as u64
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+fn unix_ms(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_contract_metric_is_exposed_by_name() {
+        let metrics = Metrics::new();
+        metrics
+            .records_sent
+            .get_or_create(&SinkLabel { sink: "out".into() })
+            .inc_by(3);
+        metrics.input_lines.inc_by(7);
+        let text = metrics.encode();
+        for name in [
+            "shiplog_input_lines_total 7",
+            "shiplog_input_bytes_total",
+            "shiplog_files_open",
+            "shiplog_records_sent_total{sink=\"out\"} 3",
+            "shiplog_inflight_bytes",
+            "shiplog_kube_cache_hits_total",
+            "shiplog_kube_cache_misses_total",
+            "shiplog_excluded_records_total",
+            "shiplog_decode_errors_total",
+        ] {
+            assert!(text.contains(name), "{name} missing from:\n{text}");
+        }
+    }
+
+    #[test]
+    fn health_follows_the_heartbeat() {
+        let metrics = Metrics::new();
+        let now = SystemTime::now();
+        assert!(
+            !metrics.is_alive(now, Duration::from_secs(5)),
+            "no beat yet"
+        );
+        metrics.beat(now);
+        assert!(metrics.is_alive(now + Duration::from_secs(4), Duration::from_secs(5)));
+        assert!(!metrics.is_alive(now + Duration::from_secs(6), Duration::from_secs(5)));
+    }
+}
