@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc as std_mpsc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::mpsc;
 
@@ -112,6 +112,9 @@ struct Followed {
     at_end: bool,
     /// A predecessor (rotated away) that must be drained before this file is read.
     after: Option<u64>,
+    /// When following began: rotated siblings changed since then were written while this
+    /// file was followed, so they are this file's successors.
+    started: SystemTime,
 }
 
 /// The engine. Build it, then call [`Tailer::run`] on a thread that may block.
@@ -128,6 +131,10 @@ pub struct Tailer {
     by_path: HashMap<PathBuf, u64>,
     /// Files rotated while shiplog was down, by the path their successor now has.
     predecessors: HashMap<PathBuf, u64>,
+    /// The file each path named when it last changed, until the path's new file is found.
+    departed: HashMap<PathBuf, Departed>,
+    /// Identities of files already read to their end and closed: never read again.
+    closed: ClosedIds,
     next_file: u64,
 }
 
@@ -164,6 +171,8 @@ impl Tailer {
             followed: BTreeMap::new(),
             by_path: HashMap::new(),
             predecessors: HashMap::new(),
+            departed: HashMap::new(),
+            closed: ClosedIds::default(),
             next_file: 0,
         }
     }
@@ -259,11 +268,16 @@ impl Tailer {
             };
             let id = FileId::of(&metadata);
             seen.insert(file.path.clone(), id);
-            match current {
-                Some((old, _)) => {
-                    self.mark_rotated(old);
+            if let Some((old, _)) = current {
+                self.depart(old);
+            }
+            match self.departed.remove(&file.path) {
+                // The path named another file before: this one is new since, read it whole,
+                // after the old one and any file rotated in between.
+                Some(departed) => {
+                    let predecessor = self.start_missed(&file, &departed, id)?;
                     let key = self.start(file, handle, id, 0)?;
-                    self.wait_for(key, Some(old));
+                    self.wait_for(key, predecessor);
                 }
                 None => {
                     let offset = self.start_offset(id, &metadata, &handle);
@@ -280,7 +294,7 @@ impl Tailer {
             .map(|(_, key)| *key)
             .collect();
         for key in vanished {
-            self.mark_rotated(key);
+            self.depart(key);
         }
         Ok(())
     }
@@ -375,6 +389,7 @@ impl Tailer {
             fingerprint,
             at_end: false,
             after: None,
+            started: SystemTime::now(),
         };
         self.followed.insert(key, followed);
         Ok(Some(key))
@@ -384,6 +399,91 @@ impl Tailer {
         if let Some(file) = key.and_then(|key| self.followed.get_mut(&key)) {
             file.after = predecessor;
         }
+    }
+
+    /// The file `key` is no longer at its path: it is rotated, and the path remembers it
+    /// until its new file turns up.
+    fn depart(&mut self, key: u64) {
+        if let Some(file) = self.followed.get(&key).filter(|f| f.rotated.is_none()) {
+            let departed = Departed {
+                key,
+                target: file.found.target.clone(),
+                started: file.started,
+                id: file.id,
+            };
+            self.departed.insert(file.found.path.clone(), departed);
+        }
+        self.mark_rotated(key);
+    }
+
+    /// Starts the files rotated away from `departed`'s path after it and before `newest`
+    /// (the path's current file) was found: under backpressure a path can rotate more than
+    /// once between two looks, and the kubelet keeps the rotated files beside the current
+    /// one. Returns the last of the chain, which the path's current file must wait for.
+    fn start_missed(
+        &mut self,
+        found: &FoundFile,
+        departed: &Departed,
+        newest: FileId,
+    ) -> Result<Option<u64>, Disconnected> {
+        let mut predecessor = Some(departed.key);
+        for (path, handle, id) in self.missed_rotations(departed, newest) {
+            tracing::info!(path = %path.display(), "reading a file rotated away before it was seen");
+            let missed = FoundFile {
+                path: found.path.clone(),
+                target: path,
+            };
+            let key = self.start(missed, handle, id, 0)?;
+            if let Some(key) = key {
+                self.mark_rotated(key);
+                self.wait_for(Some(key), predecessor);
+                predecessor = Some(key);
+            }
+        }
+        Ok(predecessor)
+    }
+
+    /// Rotated siblings of `departed` (`<name>.<suffix>`, not compressed) that changed since
+    /// it was first followed and were neither followed nor closed, oldest first.
+    fn missed_rotations(
+        &self,
+        departed: &Departed,
+        newest: FileId,
+    ) -> Vec<(PathBuf, File, FileId)> {
+        let (Some(dir), Some(name)) = (departed.target.parent(), departed.target.file_name())
+        else {
+            return Vec::new();
+        };
+        let prefix = format!("{}.", name.to_string_lossy());
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return Vec::new();
+        };
+        let mut missed: Vec<(SystemTime, PathBuf, File, FileId)> = entries
+            .flatten()
+            .filter_map(|entry| {
+                let path = entry.path();
+                let name = path.file_name()?.to_string_lossy().into_owned();
+                let compressed = [".gz", ".zst", ".xz", ".bz2"]
+                    .iter()
+                    .any(|s| name.ends_with(s));
+                if !name.starts_with(&prefix) || compressed {
+                    return None;
+                }
+                let (handle, metadata) = open(&path)?;
+                let id = FileId::of(&metadata);
+                let known = id == newest
+                    || id == departed.id
+                    || self.closed.contains(id, &handle)
+                    || self.followed.values().any(|f| f.id == id);
+                let modified = metadata.modified().ok()?;
+                (!known && modified >= departed.started).then_some((modified, path, handle, id))
+            })
+            .collect();
+        missed.sort_by_key(|(modified, ..)| *modified);
+        missed
+            .into_iter()
+            .map(|(_, path, handle, id)| (path, handle, id))
+            .collect()
     }
 
     fn mark_rotated(&mut self, key: u64) {
@@ -529,6 +629,8 @@ impl Tailer {
         let Some(mut file) = self.followed.remove(&key) else {
             return Ok(());
         };
+        self.closed.insert(file.id, file.fingerprint);
+        self.departed.retain(|_, departed| departed.key != key);
         if self.by_path.get(&file.found.path) == Some(&key) {
             self.by_path.remove(&file.found.path);
         }
@@ -540,6 +642,46 @@ impl Tailer {
 
     fn send(&self, event: TailEvent) -> Result<(), Disconnected> {
         self.events.blocking_send(event).map_err(|_| Disconnected)
+    }
+}
+
+/// What a path named before it changed: the file, where it was, when following began.
+#[derive(Debug)]
+struct Departed {
+    key: u64,
+    target: PathBuf,
+    started: SystemTime,
+    id: FileId,
+}
+
+/// Closed files, the most recent [`ClosedIds::CAPACITY`] of them, by identity and first
+/// bytes (a reused inode is another file).
+#[derive(Debug, Default)]
+struct ClosedIds {
+    order: std::collections::VecDeque<FileId>,
+    set: HashMap<FileId, Fingerprint>,
+}
+
+impl ClosedIds {
+    /// Far more than a node keeps rotated files of (the kubelet keeps 5 per container).
+    const CAPACITY: usize = 65_536;
+
+    fn insert(&mut self, id: FileId, fingerprint: Fingerprint) {
+        if self.set.insert(id, fingerprint).is_none() {
+            self.order.push_back(id);
+        }
+        if self.order.len() > Self::CAPACITY
+            && let Some(old) = self.order.pop_front()
+        {
+            self.set.remove(&old);
+        }
+    }
+
+    /// Whether `file`, of identity `id`, was read to its end and closed.
+    fn contains(&self, id: FileId, file: &File) -> bool {
+        self.set
+            .get(&id)
+            .is_some_and(|fingerprint| fingerprint.matches(file).unwrap_or(false))
     }
 }
 
