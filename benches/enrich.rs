@@ -31,6 +31,7 @@ fn enricher() -> Enricher {
         default_topic: "unknown".into(),
         parsers: ParserSet::builtin(),
         annotation_prefixes: vec!["shiplog.io".into(), "fluentbit.io".into()],
+        own_pod: None,
     })
 }
 

@@ -40,6 +40,7 @@ fn processor(metadata: Metadata) -> Processor {
         default_topic: "unknown".into(),
         parsers: ParserSet::builtin(),
         annotation_prefixes: vec!["shiplog.io".into(), "fluentbit.io".into()],
+        own_pod: None,
     });
     Processor::new(enricher, metadata, 256 * 1024)
 }

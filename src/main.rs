@@ -8,10 +8,12 @@ use clap::Parser;
 use std::io::{BufRead, Write};
 
 use shiplog::cli::{Cli, Command, ParseArgs, RunArgs};
-use shiplog::config::{Config, ConfigError};
+use shiplog::config::{Config, ConfigError, MetadataSource, SinkKind};
+use shiplog::kube::PodIndex;
 use shiplog::parse::ParserSet;
 use shiplog::pipeline::{self, Mode, RunError};
 use shiplog::record::write_json_str;
+use shiplog::tail::FileSet;
 
 /// A failure, sorted by the exit code it earns.
 enum Failure {
@@ -51,16 +53,65 @@ fn main() -> ExitCode {
     }
 }
 
+/// `shiplog check`: validates the config and its parsers, then says in one screen what
+/// a run would do with them.
 fn check(path: &std::path::Path) -> Result<(), Failure> {
     let config = Config::load(path).map_err(Failure::Config)?;
     let parsers = pipeline::parsers(&config).map_err(|e| Failure::Input(e.to_string()))?;
-    let sinks: Vec<&str> = config.sinks.iter().map(|sink| sink.name.as_str()).collect();
+    let files = FileSet::new(&config.tail.include, &config.tail.exclude)
+        .map_err(|e| Failure::Config(ConfigError::new(&config.source, "tail", e.to_string())))?;
+    let (matched, skipped) = files.scan();
+    let metadata = match config.kubernetes.metadata {
+        MetadataSource::Api => format!(
+            "from the Kubernetes API, pods of node {:?}",
+            config.kubernetes.node_name
+        ),
+        MetadataSource::Off => "off: what file names carry".to_owned(),
+        MetadataSource::File => {
+            let pods = config.kubernetes.pods_file.as_deref().map(PodIndex::load);
+            match pods {
+                Some(Ok(index)) => format!("from a file: {} pods", index.len()),
+                Some(Err(error)) => {
+                    return Err(Failure::Config(ConfigError::new(
+                        &config.source,
+                        "kubernetes.pods_file",
+                        error.to_string(),
+                    )));
+                }
+                None => "from a file (none given)".to_owned(),
+            }
+        }
+    };
+    let sinks: Vec<String> = config
+        .sinks
+        .iter()
+        .map(|sink| match &sink.kind {
+            SinkKind::Stdout => format!("{} (stdout)", sink.name),
+            SinkKind::File { path } => format!("{} (file {})", sink.name, path.display()),
+            SinkKind::Null => format!("{} (null)", sink.name),
+        })
+        .collect();
+    let names: Vec<&str> = parsers.names().collect();
+    println!("{}: ok", config.source.display());
     println!(
-        "{}: ok ({} parsers, sinks: {})",
-        config.source.display(),
-        parsers.names().count(),
-        sinks.join(", ")
+        "  files:    {} matched now by {}",
+        matched.len(),
+        config.tail.include.join(", ")
     );
+    if !skipped.is_empty() {
+        println!(
+            "            {} matched but unreadable (dangling links, folders)",
+            skipped.len()
+        );
+    }
+    println!("  state:    {}", config.state.path.display());
+    println!("  metadata: {metadata}");
+    println!("  parsers:  {} ({})", names.len(), names.join(", "));
+    println!("  sinks:    {}", sinks.join(", "));
+    match config.server.listen {
+        Some(address) => println!("  server:   http://{address}/metrics, /healthz, /readyz"),
+        None => println!("  server:   off"),
+    }
     Ok(())
 }
 
@@ -114,17 +165,30 @@ fn this_year() -> i16 {
 }
 
 fn run(args: &RunArgs) -> Result<(), Failure> {
-    let config = Config::load(&args.config).map_err(Failure::Config)?;
+    let mut config = Config::load(&args.config).map_err(Failure::Config)?;
     let mode = if args.once { Mode::Once } else { Mode::Follow };
     let runtime = tokio::runtime::Runtime::new()
         .map_err(|error| Failure::Runtime(format!("cannot start the async runtime: {error}")))?;
-    let summary = runtime
-        .block_on(pipeline::run(&config, mode))
-        .map_err(|error| match error {
-            RunError::Config(error) => Failure::Config(error),
-            RunError::Parsers(error) => Failure::Input(error.to_string()),
-            other => Failure::Runtime(other.to_string()),
-        })?;
+    loop {
+        let summary =
+            runtime
+                .block_on(pipeline::run(&config, mode))
+                .map_err(|error| match error {
+                    RunError::Config(error) => Failure::Config(error),
+                    RunError::Parsers(error) => Failure::Input(error.to_string()),
+                    other => Failure::Runtime(other.to_string()),
+                })?;
+        report(&summary);
+        match summary.reload {
+            // The run drained and committed; the next one resumes from those offsets.
+            Some(new) => config = *new,
+            None => return Ok(()),
+        }
+    }
+}
+
+/// One log line saying what a run did.
+fn report(summary: &pipeline::Summary) {
     let p = summary.processed;
     let delivered: Vec<String> = summary
         .sinks
@@ -143,17 +207,27 @@ fn run(args: &RunArgs) -> Result<(), Failure> {
         delivered = %delivered.join(", "),
         "done"
     );
-    Ok(())
 }
 
-/// shiplog's own log lines go to stderr, `info` and up unless `RUST_LOG` says otherwise,
-/// keeping stdout for records.
+/// shiplog's own log lines go to stderr (stdout is for records), `info` and up unless
+/// `RUST_LOG` says otherwise: one JSON object per line when stderr is not a terminal (in a
+/// container, for log pipelines), readable text on a terminal; `SHIPLOG_LOG_FORMAT=json`
+/// or `text` chooses.
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let terminal = std::io::stderr().is_terminal();
+    let json = match std::env::var("SHIPLOG_LOG_FORMAT").as_deref() {
+        Ok("json") => true,
+        Ok("text") => false,
+        _ => !terminal,
+    };
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    if json {
+        logs.json().init();
+    } else {
+        logs.with_ansi(terminal).init();
+    }
 }

@@ -112,7 +112,7 @@ fn annotations_pick_parsers_exclude_pods_and_route_topics() {
     let output = run_once(&config);
     assert_eq!(node.records().len(), before);
     let log = String::from_utf8_lossy(&output.stderr);
-    assert!(!log.contains("error"), "{log}");
+    assert!(!log.contains("ERROR"), "{log}");
 }
 
 #[test]
@@ -164,4 +164,35 @@ fn unknown_parsers_and_bad_parser_folders_are_refused_with_exit_1() {
         message.contains("bad.toml") && message.contains("broken"),
         "{message}"
     );
+}
+
+#[test]
+fn shiplog_skips_its_own_containers_log_when_it_knows_its_pod() {
+    let node = Node::new();
+    node.container_log(
+        "shiplog",
+        "shiplog-x7k2p",
+        "shiplog",
+        cri("stderr", "{\"level\":\"INFO\"}").as_bytes(),
+    );
+    node.container_log("shop", "web-1", "web", cri("stdout", "hello").as_bytes());
+    let config = node.config(&[]);
+    let output = Command::new(env!("CARGO_BIN_EXE_shiplog"))
+        .args(["--config", config.to_str().expect("UTF-8"), "--once"])
+        .env("POD_NAMESPACE", "shiplog")
+        .env("POD_NAME", "shiplog-x7k2p")
+        .output()
+        .expect("shiplog runs");
+    assert!(output.status.success());
+    let pods: Vec<String> = node
+        .records()
+        .iter()
+        .map(|r| {
+            r["kubernetes"]["pod_name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(pods, ["web-1"]);
 }

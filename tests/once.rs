@@ -282,13 +282,15 @@ fn a_bad_config_exits_1_naming_the_file_the_key_and_the_reason() {
 }
 
 #[test]
-fn check_accepts_a_good_config_and_the_demo() {
+fn check_accepts_a_good_config_and_the_demo_and_says_what_they_will_do() {
     let node = Node::new();
     let config = node.config(&[]);
     let demo = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/demo/shiplog.toml");
     for path in [config.to_str().expect("UTF-8"), demo] {
         let output = shiplog(&["check", "--config", path]);
         assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+        let screen = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(screen.contains("parsers:  8 ("), "{screen}");
     }
 }
 
@@ -335,4 +337,15 @@ fn an_unusable_state_database_fails_at_start_up_naming_state_path() {
         node.records().is_empty(),
         "nothing is read without a place to keep offsets"
     );
+}
+
+#[test]
+fn check_reports_the_files_a_run_would_read_and_where_records_go() {
+    let demo = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/demo/shiplog.toml");
+    let output = shiplog(&["check", "--config", demo]);
+    let screen = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(screen.contains("files:    6 matched now"), "{screen}");
+    assert!(screen.contains("metadata: from a file: 4 pods"), "{screen}");
+    assert!(screen.contains("sinks:    console (stdout)"), "{screen}");
+    assert!(screen.contains("server:   off"), "{screen}");
 }

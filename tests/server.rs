@@ -53,9 +53,9 @@ fn the_endpoints_report_health_readiness_and_counters_that_move_with_the_lines()
         || {
             let text = std::fs::read_to_string(&log).unwrap_or_default();
             let found = text
-                .split("address=")
+                .split("\"address\":\"")
                 .nth(1)
-                .and_then(|rest| rest.split_whitespace().next());
+                .and_then(|rest| rest.split('"').next());
             address = found.unwrap_or_default().to_owned();
             !address.is_empty()
         },

@@ -235,7 +235,9 @@ fn a_file_rotated_twice_between_two_looks_loses_nothing() {
     let path = node.container_log("shop", "web-1", "app", lines(0, 0..100).as_bytes());
     let config = node.config(&[FOLLOW, FAST_COMMITS, FAST_BATCHES]);
     let shiplog = Running::start(&config, &node.path("shiplog.log"));
-    wait_until(Duration::from_secs(20), "the first lines", || node.records().len() >= 100);
+    wait_until(Duration::from_secs(20), "the first lines", || {
+        node.records().len() >= 100
+    });
 
     // Frozen, shiplog cannot look while the path rotates twice: the middle file is only
     // ever seen as a rotated sibling (as under heavy backpressure on a busy node).
@@ -247,7 +249,9 @@ fn a_file_rotated_twice_between_two_looks_loses_nothing() {
     append(&path, &lines(0, 300..400));
     util::signal(shiplog.pid(), "CONT");
 
-    wait_until(Duration::from_secs(20), "every line", || node.records().len() >= 400);
+    wait_until(Duration::from_secs(20), "every line", || {
+        node.records().len() >= 400
+    });
     assert!(shiplog.stop().success());
     assert_eq!(by_file(&node.records())[&0], (0..400).collect::<Vec<_>>());
 }

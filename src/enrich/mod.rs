@@ -27,6 +27,7 @@ pub struct Enricher {
     default_topic: Arc<str>,
     parsers: ParserSet,
     annotation_prefixes: Vec<String>,
+    own_pod: Option<(String, String)>,
 }
 
 /// Settings of an [`Enricher`]; the pipeline fills them from the config.
@@ -48,6 +49,9 @@ pub struct EnrichSettings {
     pub parsers: ParserSet,
     /// `kubernetes.annotation_prefixes`.
     pub annotation_prefixes: Vec<String>,
+    /// shiplog's own pod (namespace, name), when it knows it: its files are never shipped,
+    /// or every line it logs about shipping would be shipped, and logged about, again.
+    pub own_pod: Option<(String, String)>,
 }
 
 /// What every record of one file shares, worked out once when the file is opened.
@@ -112,6 +116,7 @@ impl Enricher {
             default_topic: Arc::from(settings.default_topic),
             parsers: settings.parsers,
             annotation_prefixes: settings.annotation_prefixes,
+            own_pod: settings.own_pod,
         }
     }
 
@@ -135,6 +140,17 @@ impl Enricher {
         let streams = [Stream::Stdout, Stream::Stderr].map(|stream| {
             self.stream_rules(&steering, &info.container_name, stream, &mut warnings)
         });
+        let own = self.own_pod.as_ref().is_some_and(|(namespace, name)| {
+            *namespace == info.namespace && *name == info.pod_name
+        });
+        let streams = if own {
+            streams.map(|rules| StreamRules {
+                excluded: true,
+                ..rules
+            })
+        } else {
+            streams
+        };
         // Both streams usually read the same annotation: say it once.
         warnings.dedup();
 

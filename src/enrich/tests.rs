@@ -20,6 +20,7 @@ fn enricher(merge_log: bool, keep_log: bool, topic: &str) -> Enricher {
         default_topic: "unknown".into(),
         parsers: ParserSet::builtin(),
         annotation_prefixes: vec!["shiplog.io".into(), "fluentbit.io".into()],
+        own_pod: Some(("shiplog".into(), "shiplog-x7k2p".into())),
     })
 }
 
@@ -259,4 +260,16 @@ fn undecodable_lines_ship_raw_with_the_reason() {
     );
     assert_eq!(record["time"], now);
     assert!(record.get("data").is_none() && record.get("stream").is_none());
+}
+
+#[test]
+fn shiplog_never_ships_its_own_pods_lines() {
+    let enricher = enricher(true, true, "{namespace}");
+    let own = LogFileInfo {
+        namespace: "shiplog".into(),
+        pod_name: "shiplog-x7k2p".into(),
+        ..info()
+    };
+    assert!(enricher.context(Some(&own), None).all_excluded());
+    assert!(!enricher.context(Some(&info()), None).all_excluded());
 }

@@ -15,6 +15,7 @@ mod acks;
 mod checkpoint;
 mod memory;
 mod process;
+mod shutdown;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -40,6 +41,7 @@ pub use acks::{AckTracker, Acked, Committed};
 pub use checkpoint::{Checkpointer, FileNote};
 pub use memory::MemoryBudget;
 pub use process::{ProcessStats, Processor};
+pub use shutdown::{Signal, Signals};
 
 /// Room a line may take beyond `max_line_bytes` before the reader cuts it raw: the runtime's
 /// own framing (timestamp, JSON escapes) around a message of `max_line_bytes`.
@@ -74,6 +76,8 @@ pub struct Summary {
     pub sinks: Vec<SinkStats>,
     /// Each file's offset up to which every sink has delivered, by resolved path.
     pub delivered: BTreeMap<PathBuf, u64>,
+    /// The run ended for a reload (SIGHUP): run again with this config.
+    pub reload: Option<Box<Config>>,
 }
 
 /// How a run ends.
@@ -184,39 +188,52 @@ pub async fn run(config: &Config, mode: Mode) -> Result<Summary, RunError> {
         return finish.await;
     }
     tokio::pin!(finish);
-    tokio::select! {
-        result = &mut finish => return result,
-        signal = shutdown_signal() => tracing::info!(signal, "stopping: draining in-flight records"),
-    }
+    let mut signals = Signals::new();
+    let reload = loop {
+        tokio::select! {
+            result = &mut finish => return result,
+            signal = signals.next() => match signal {
+                Signal::Stop(name) => {
+                    tracing::info!(signal = name, "stopping: draining in-flight records");
+                    break None;
+                }
+                Signal::Reload => match reloaded(config) {
+                    Ok(new) => {
+                        tracing::info!("reloading: draining in-flight records, then running the new config");
+                        break Some(Box::new(new));
+                    }
+                    Err(error) => tracing::error!(%error, "reload refused; the running config stays"),
+                },
+            },
+        }
+    };
     stopping.store(true, Ordering::Relaxed);
     if wake_tx.send(Wake::Stop).is_err() {
         tracing::debug!("the tail engine had already stopped");
     }
     match tokio::time::timeout(config.pipeline.shutdown_timeout, finish).await {
-        Ok(result) => result,
+        Ok(result) => result.map(|summary| Summary { reload, ..summary }),
         Err(_) => {
             tracing::warn!(
                 "shutdown_timeout passed before every sink delivered; undelivered lines will be read again at the next start"
             );
-            Ok(Summary::default())
+            Ok(Summary {
+                reload,
+                ..Summary::default()
+            })
         }
     }
 }
 
-/// Resolves on SIGTERM or SIGINT, naming it.
-async fn shutdown_signal() -> &'static str {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::warn!("cannot listen for signals; stop with SIGKILL (offsets stay committed)");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    }
+/// The config file read again and checked as far as a start would check it (keys, parsers,
+/// templates, the pods file), without touching anything the running pipeline owns.
+fn reloaded(config: &Config) -> Result<Config, RunError> {
+    let new = Config::load(&config.source)?;
+    metadata(&new)?;
+    enricher(&new)?;
+    FileSet::new(&new.tail.include, &new.tail.exclude)
+        .map_err(|e| ConfigError::new(&new.source, "tail", e.to_string()))?;
+    Ok(new)
 }
 
 /// The processor thread and its connections.
@@ -446,7 +463,18 @@ fn enricher(config: &Config) -> Result<Enricher, RunError> {
         default_topic: config.route.default_topic.clone(),
         parsers: parsers(config)?,
         annotation_prefixes: kube.annotation_prefixes.clone(),
+        own_pod: own_pod(),
     }))
+}
+
+/// shiplog's own pod, from the downward API's `POD_NAMESPACE` and `POD_NAME` (deploy/ sets
+/// them); `None` off-cluster.
+fn own_pod() -> Option<(String, String)> {
+    let namespace = std::env::var("POD_NAMESPACE")
+        .ok()
+        .filter(|v| !v.is_empty())?;
+    let name = std::env::var("POD_NAME").ok().filter(|v| !v.is_empty())?;
+    Some((namespace, name))
 }
 
 fn internal(error: tokio::task::JoinError) -> RunError {

@@ -100,7 +100,12 @@ impl Node {
     /// The records the file sink wrote, in order. A record still being written (no newline
     /// yet) is left for the next look.
     pub fn records(&self) -> Vec<Value> {
-        let text = fs::read(self.path("out.jsonl")).unwrap_or_default();
+        self.records_in("out.jsonl")
+    }
+
+    /// The records in the sink file `name` (relative to the node), as [`Node::records`].
+    pub fn records_in(&self, name: &str) -> Vec<Value> {
+        let text = fs::read(self.path(name)).unwrap_or_default();
         let complete = match text.iter().rposition(|&b| b == b'\n') {
             Some(last) => &text[..last],
             None => &[][..],
