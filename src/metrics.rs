@@ -54,6 +54,14 @@ pub struct Metrics {
     /// `shiplog_checkpoint_commit_failures_total` (beyond CONTRACT): offset commits that
     /// failed and will be retried.
     pub checkpoint_commit_failures: Counter,
+    /// `shiplog_files_lag_bytes` (beyond CONTRACT): bytes written to followed files and not
+    /// yet read, summed over the files.
+    pub files_lag_bytes: Gauge,
+    /// `shiplog_files_lag_max_bytes` (beyond CONTRACT): the largest lag of any one file.
+    pub files_lag_max_bytes: Gauge,
+    /// `process_resident_memory_bytes`, `process_cpu_seconds_total`, `process_open_fds`
+    /// (the usual process metrics), read from `/proc/self` at each scrape.
+    process: ProcessGauges,
     ready: AtomicBool,
     heartbeat_ms: AtomicU64,
 }
@@ -61,7 +69,7 @@ pub struct Metrics {
 impl Metrics {
     /// Every metric, registered, at zero.
     pub fn new() -> Metrics {
-        let mut registry = Registry::with_prefix("shiplog");
+        let mut root = Registry::default();
         let metrics = Metrics {
             input_lines: Counter::default(),
             input_bytes: Counter::default(),
@@ -77,12 +85,31 @@ impl Metrics {
             parser_unmatched: Counter::default(),
             illegal_topics: Counter::default(),
             checkpoint_commit_failures: Counter::default(),
+            files_lag_bytes: Gauge::default(),
+            files_lag_max_bytes: Gauge::default(),
+            process: ProcessGauges::default(),
             ready: AtomicBool::new(false),
             heartbeat_ms: AtomicU64::new(0),
             registry: Registry::default(),
         };
+        let p = &metrics.process;
+        root.register(
+            "process_resident_memory_bytes",
+            "Resident memory",
+            p.resident_memory_bytes.clone(),
+        );
+        root.register(
+            "process_cpu_seconds",
+            "User and system CPU time",
+            p.cpu_seconds.clone(),
+        );
+        root.register(
+            "process_open_fds",
+            "Open file descriptors",
+            p.open_fds.clone(),
+        );
         // Counters get their `_total` suffix from the registry.
-        let r = &mut registry;
+        let r = root.sub_registry_with_prefix("shiplog");
         r.register(
             "input_lines",
             "Lines read from files",
@@ -153,14 +180,25 @@ impl Metrics {
             "Offset commits that failed and will be retried",
             metrics.checkpoint_commit_failures.clone(),
         );
+        r.register(
+            "files_lag_bytes",
+            "Bytes written to followed files, not yet read",
+            metrics.files_lag_bytes.clone(),
+        );
+        r.register(
+            "files_lag_max_bytes",
+            "The largest lag of one file",
+            metrics.files_lag_max_bytes.clone(),
+        );
         Metrics {
-            registry,
+            registry: root,
             ..metrics
         }
     }
 
     /// The Prometheus text exposition of every metric.
     pub fn encode(&self) -> String {
+        self.process.refresh();
         let mut text = String::new();
         // Writing into a String cannot fail.
         encode(&mut text, &self.registry).ok();
@@ -195,6 +233,50 @@ impl Default for Metrics {
     }
 }
 
+/// The process metrics, refreshed from `/proc/self` when read.
+#[derive(Debug, Default)]
+struct ProcessGauges {
+    resident_memory_bytes: Gauge,
+    cpu_seconds: Counter<f64, AtomicU64>,
+    open_fds: Gauge,
+}
+
+impl ProcessGauges {
+    /// Clock ticks per second of `/proc/PID/stat` times: 100 on Linux.
+    const TICKS: f64 = 100.0;
+    const PAGE: i64 = 4096;
+
+    fn refresh(&self) {
+        let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+        if let Some(pages) = statm
+            .split_whitespace()
+            .nth(1)
+            .and_then(|v| v.parse::<i64>().ok())
+        {
+            self.resident_memory_bytes.set(pages * Self::PAGE);
+        }
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+        let after_name = stat.rsplit_once(") ").map_or("", |(_, rest)| rest);
+        let fields: Vec<&str> = after_name.split_whitespace().collect();
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        let seconds = (ticks(11) + ticks(12)) as f64 / Self::TICKS;
+        // A counter only goes up: add what passed since the last scrape.
+        let grown = seconds - self.cpu_seconds.get();
+        if grown > 0.0 {
+            self.cpu_seconds.inc_by(grown);
+        }
+        if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+            self.open_fds
+                .set(i64::try_from(fds.count()).unwrap_or(i64::MAX));
+        }
+    }
+}
+
 fn unix_ms(time: SystemTime) -> u64 {
     time.duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
@@ -223,6 +305,10 @@ mod tests {
             "shiplog_kube_cache_misses_total",
             "shiplog_excluded_records_total",
             "shiplog_decode_errors_total",
+            "shiplog_files_lag_bytes",
+            "process_resident_memory_bytes",
+            "process_open_fds",
+            "process_cpu_seconds_total",
         ] {
             assert!(text.contains(name), "{name} missing from:\n{text}");
         }

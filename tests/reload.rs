@@ -69,3 +69,37 @@ fn sighup_switches_to_a_new_config_without_losing_or_repeating_a_line() {
         "the refusal says why: {refusal}"
     );
 }
+
+#[test]
+fn editing_the_config_file_reloads_it_without_a_signal() {
+    let node = Node::new();
+    let lines =
+        |range: std::ops::Range<usize>| range.map(|seq| numbered_line(0, seq)).collect::<String>();
+    let path = node.container_log("shop", "web-1", "app", lines(0..50).as_bytes());
+    let fast = ("pipeline", "batch_timeout = \"50ms\"");
+    let config = node.config(&[fast]);
+    let log = node.path("shiplog.log");
+    let shiplog = Running::start(&config, &log);
+    wait_until(Duration::from_secs(20), "the first lines", || {
+        node.records().len() >= 50
+    });
+
+    node.config(&[fast, ("sinks.out", "path = \"edited.jsonl\"")]);
+    wait_until(Duration::from_secs(20), "the reload", || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("reloading")
+    });
+    append(&path, &lines(50..80));
+    wait_until(
+        Duration::from_secs(20),
+        "lines under the edited config",
+        || node.records_in("edited.jsonl").len() >= 30,
+    );
+    assert!(shiplog.stop().success());
+    assert_eq!(seqs(&node.records()), (0..50).collect::<Vec<_>>());
+    assert_eq!(
+        seqs(&node.records_in("edited.jsonl")),
+        (50..80).collect::<Vec<_>>()
+    );
+}

@@ -101,6 +101,13 @@ fn the_endpoints_report_health_readiness_and_counters_that_move_with_the_lines()
         Some(0.0),
         "everything delivered"
     );
+    assert_eq!(
+        sample(&metrics, "shiplog_files_lag_bytes"),
+        Some(0.0),
+        "read to the end"
+    );
+    assert!(sample(&metrics, "process_resident_memory_bytes").is_some_and(|rss| rss > 1e6));
+    assert!(sample(&metrics, "process_open_fds").is_some_and(|fds| fds >= 3.0));
     assert_eq!(get(&address, "/nope").0, 404);
     assert!(shiplog.stop().success());
 }

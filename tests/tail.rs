@@ -255,3 +255,37 @@ fn a_file_rotated_twice_between_two_looks_loses_nothing() {
     assert!(shiplog.stop().success());
     assert_eq!(by_file(&node.records())[&0], (0..400).collect::<Vec<_>>());
 }
+
+#[test]
+fn sigterm_while_a_writer_runs_delivers_and_commits_everything_read() {
+    let node = Node::new();
+    let path = node.container_log("shop", "web-1", "app", b"");
+    let config = node.config(&[FOLLOW, FAST_BATCHES, ("state", "commit_interval = \"1h\"")]);
+    let shiplog = Running::start(&config, &node.path("shiplog.log"));
+    let writer = {
+        let path = path.clone();
+        std::thread::spawn(move || {
+            for seq in 0..20_000 {
+                append(&path, &numbered_line(0, seq));
+            }
+        })
+    };
+    wait_until(Duration::from_secs(20), "lines to flow", || {
+        node.records().len() >= 2000
+    });
+    // Stopped mid-stream: what it read is delivered and committed by the shutdown itself.
+    assert!(shiplog.stop().success(), "exit 0 after SIGTERM");
+    let delivered_before_exit = node.records().len();
+    writer.join().expect("writer finished");
+    run_once(&config);
+    let seqs = &by_file(&node.records())[&0];
+    assert_eq!(
+        seqs,
+        &(0..20_000).collect::<Vec<_>>(),
+        "every line once, in order"
+    );
+    assert!(
+        delivered_before_exit < 20_000,
+        "the stop really came mid-stream"
+    );
+}

@@ -123,8 +123,8 @@ pub async fn run(config: &Config, mode: Mode) -> Result<Summary, RunError> {
         resume,
         first_start,
         events_tx,
-        wake_tx.clone(),
-        wake_rx,
+        (wake_tx.clone(), wake_rx),
+        Arc::clone(&metrics),
     );
     let reader = tokio::task::spawn_blocking(move || tailer.run());
 
@@ -188,7 +188,7 @@ pub async fn run(config: &Config, mode: Mode) -> Result<Summary, RunError> {
         return finish.await;
     }
     tokio::pin!(finish);
-    let mut signals = Signals::new();
+    let mut signals = Signals::new(&config.source);
     let reload = loop {
         tokio::select! {
             result = &mut finish => return result,
@@ -197,7 +197,10 @@ pub async fn run(config: &Config, mode: Mode) -> Result<Summary, RunError> {
                     tracing::info!(signal = name, "stopping: draining in-flight records");
                     break None;
                 }
-                Signal::Reload => match reloaded(config) {
+                Signal::Reload | Signal::ConfigChanged => match reloaded(config) {
+                    Ok(new) if signal == Signal::ConfigChanged && new == *config => {
+                        tracing::debug!("the config file's folder changed; the config did not");
+                    }
                     Ok(new) => {
                         tracing::info!("reloading: draining in-flight records, then running the new config");
                         break Some(Box::new(new));

@@ -18,6 +18,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -27,6 +28,7 @@ use super::identity::{FileId, Fingerprint};
 use super::watch::{DirWatcher, Wake};
 use super::{FileSet, FoundFile, LineReader, Lines};
 use crate::config::ReadFrom;
+use crate::metrics::Metrics;
 
 /// Chunks one file may read in one round before the others get their turn.
 const CHUNKS_PER_ROUND: usize = 8;
@@ -135,6 +137,8 @@ pub struct Tailer {
     departed: HashMap<PathBuf, Departed>,
     /// Identities of files already read to their end and closed: never read again.
     closed: ClosedIds,
+    /// Where the files' lag is reported.
+    metrics: Arc<Metrics>,
     next_file: u64,
 }
 
@@ -152,8 +156,8 @@ impl Tailer {
         resume: Vec<Resume>,
         first_start: bool,
         events: mpsc::Sender<TailEvent>,
-        wake_tx: std_mpsc::Sender<Wake>,
-        wake: std_mpsc::Receiver<Wake>,
+        (wake_tx, wake): (std_mpsc::Sender<Wake>, std_mpsc::Receiver<Wake>),
+        metrics: Arc<Metrics>,
     ) -> Tailer {
         let watcher = if settings.once {
             DirWatcher::disabled()
@@ -174,6 +178,7 @@ impl Tailer {
             departed: HashMap::new(),
             closed: ClosedIds::default(),
             next_file: 0,
+            metrics,
         }
     }
 
@@ -196,6 +201,7 @@ impl Tailer {
         let mut next_rescan = Instant::now() + self.settings.rescan_interval;
         loop {
             let progressed = self.read_round()?;
+            self.publish_lag();
             self.close_drained()?;
             let wait = if progressed {
                 Duration::ZERO
@@ -497,6 +503,21 @@ impl Tailer {
                 self.by_path.remove(&file.found.path);
             }
         }
+    }
+
+    /// Bytes written to followed files and not read yet, as of each file's last look.
+    fn publish_lag(&self) {
+        let lags = self
+            .followed
+            .values()
+            .map(|f| f.last_len.saturating_sub(f.reader.read_position()));
+        let (sum, max) = lags.fold((0u64, 0u64), |(sum, max), lag| (sum + lag, max.max(lag)));
+        self.metrics
+            .files_lag_bytes
+            .set(i64::try_from(sum).unwrap_or(i64::MAX));
+        self.metrics
+            .files_lag_max_bytes
+            .set(i64::try_from(max).unwrap_or(i64::MAX));
     }
 
     /// Reads every file that has something new, a bounded number of chunks each.
