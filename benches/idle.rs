@@ -23,16 +23,7 @@ fn arg(name: &str, default: u64) -> u64 {
 /// User + system CPU time of `pid`, in clock ticks (100 per second on Linux).
 fn cpu_ticks(pid: u32) -> u64 {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).expect("process stat");
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    let after = stat.rsplit_once(") ").map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let field = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    field(11) + field(12) // utime, stime (fields 14 and 15 of stat)
+    shiplog::metrics::cpu_ticks(&stat)
 }
 
 fn main() {

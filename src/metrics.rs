@@ -256,15 +256,7 @@ impl ProcessGauges {
             self.resident_memory_bytes.set(pages * Self::PAGE);
         }
         let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-        let after_name = stat.rsplit_once(") ").map_or("", |(_, rest)| rest);
-        let fields: Vec<&str> = after_name.split_whitespace().collect();
-        let ticks = |i: usize| {
-            fields
-                .get(i)
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(0)
-        };
-        let seconds = (ticks(11) + ticks(12)) as f64 / Self::TICKS;
+        let seconds = cpu_ticks(&stat) as f64 / Self::TICKS;
         // A counter only goes up: add what passed since the last scrape.
         let grown = seconds - self.cpu_seconds.get();
         if grown > 0.0 {
@@ -275,6 +267,21 @@ impl ProcessGauges {
                 .set(i64::try_from(fds.count()).unwrap_or(i64::MAX));
         }
     }
+}
+
+/// User plus system CPU time, in clock ticks, from the text of a `/proc/PID/stat` file
+/// (fields 14 and 15, counted after the command name, which may hold spaces). 0 when the
+/// text is not such a file.
+pub fn cpu_ticks(stat: &str) -> u64 {
+    let after_name = stat.rsplit_once(") ").map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let field = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    field(11) + field(12)
 }
 
 fn unix_ms(time: SystemTime) -> u64 {
@@ -312,6 +319,13 @@ mod tests {
         ] {
             assert!(text.contains(name), "{name} missing from:\n{text}");
         }
+    }
+
+    #[test]
+    fn cpu_ticks_are_read_after_a_command_name_with_spaces() {
+        let stat = "42 (tokio rt) S 1 42 42 0 -1 4194560 100 0 0 0 7 5 0 0 20 0 3 0";
+        assert_eq!(cpu_ticks(stat), 12);
+        assert_eq!(cpu_ticks("garbage"), 0);
     }
 
     #[test]
