@@ -17,6 +17,7 @@ mod memory;
 mod process;
 
 use std::collections::BTreeMap;
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,7 +28,7 @@ use tokio::sync::mpsc;
 use crate::checkpoint::Store;
 use crate::config::{Config, ConfigError, MetadataSource};
 use crate::enrich::{EnrichSettings, Enricher};
-use crate::kube::{FragmentOptions, Metadata, PodIndex};
+use crate::kube::{ApiSettings, FragmentOptions, Metadata, PodIndex};
 use crate::parse::{ParserError, ParserSet};
 use crate::route::Template;
 use crate::sink::task::{SinkFailed, SinkStats, SinkTask};
@@ -85,7 +86,7 @@ pub enum Mode {
 
 /// Runs the collector.
 pub async fn run(config: &Config, mode: Mode) -> Result<Summary, RunError> {
-    let metadata = metadata(config)?;
+    let metadata = metadata(config).await?;
     let enricher = enricher(config)?;
     let files = FileSet::new(&config.tail.include, &config.tail.exclude)
         .map_err(|e| ConfigError::new(&config.source, "tail", e.to_string()))?;
@@ -318,8 +319,8 @@ fn open_store(config: &Config) -> Result<(Store, Vec<Resume>, bool), ConfigError
     Ok((store, resume, first_start))
 }
 
-fn metadata(config: &Config) -> Result<Metadata, ConfigError> {
-    let key = "kubernetes.metadata";
+async fn metadata(config: &Config) -> Result<Metadata, ConfigError> {
+    let kube = &config.kubernetes;
     match config.kubernetes.metadata {
         MetadataSource::Off => Ok(Metadata::Off),
         MetadataSource::File => {
@@ -334,11 +335,20 @@ fn metadata(config: &Config) -> Result<Metadata, ConfigError> {
                 ConfigError::new(&config.source, "kubernetes.pods_file", e.to_string())
             })
         }
-        MetadataSource::Api => Err(ConfigError::new(
-            &config.source,
-            key,
-            "\"api\" is not available in this build yet; use \"file\" or \"off\"",
-        )),
+        MetadataSource::Api => {
+            let client = crate::kube::client(kube.kubeconfig.as_deref())
+                .await
+                .map_err(|e| {
+                    ConfigError::new(&config.source, "kubernetes.kubeconfig", e.to_string())
+                })?;
+            let settings = ApiSettings {
+                node_name: kube.node_name.clone(),
+                capacity: NonZeroUsize::new(kube.cache_capacity).unwrap_or(NonZeroUsize::MIN),
+                deleted_pod_grace: kube.deleted_pod_grace,
+                lookup_timeout: kube.lookup_timeout,
+            };
+            Ok(Metadata::Api(crate::kube::start(client, &settings).await))
+        }
     }
 }
 
