@@ -13,7 +13,7 @@ mod watch;
 use std::sync::Arc;
 
 pub use log_path::LogFileInfo;
-pub use pod_meta::{ContainerMeta, FragmentOptions, PodMeta, render_fragment};
+pub use pod_meta::{ContainerMeta, FragmentOptions, Owner, PodMeta, render_fragment};
 pub use pods_file::{PodIndex, PodsFileError};
 pub use watch::{ApiSettings, ClientError, Lookups, client, start};
 
