@@ -14,9 +14,9 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
+use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
-use kube::runtime::{WatchStreamExt, watcher as watch_pods};
-use kube::{Api, Client, Config, ResourceExt};
+use kube::{Api, Client, Config};
 use tokio::sync::{mpsc, oneshot};
 
 use super::PodMeta;
@@ -115,12 +115,11 @@ async fn watch(
     listed: oneshot::Sender<()>,
 ) {
     let mut listed = Some(listed);
+    // Bookmarks are on in the default config. Managed fields are not stripped as in
+    // kube's pod_reflector example: that saves memory for a store of whole `Pod`s, and
+    // each `Pod` here is reduced to a `PodMeta` and dropped at once.
     let config = watcher::Config::default().fields(&format!("spec.nodeName={node_name}"));
-    let stream = watch_pods(pods, config)
-        .default_backoff()
-        .modify(|pod: &mut Pod| {
-            pod.managed_fields_mut().clear();
-        });
+    let stream = watcher::watcher(pods, config).default_backoff();
     let mut stream = std::pin::pin!(stream);
     let mut failing = false;
     while let Some(event) = stream.next().await {
@@ -139,7 +138,7 @@ async fn watch(
             }
             // Every watcher error is retried with backoff; say so once per outage.
             Err(error) if !failing => {
-                tracing::warn!(%error, "pod watch failed; retrying with backoff, records carry file-name metadata meanwhile");
+                tracing::warn!(%error, "pod watch failed; retrying with backoff (pods not cached get file-name metadata meanwhile)");
                 failing = true;
             }
             Err(error) => tracing::debug!(%error, "pod watch still failing"),
