@@ -18,14 +18,15 @@ fn cri(message: &str) -> String {
     format!("2026-11-25T09:00:00.000000001Z stdout F {message}\n")
 }
 
-/// A node whose shiplog reads pods from `server`.
-fn node_for(server: &KubeServer) -> (Node, std::path::PathBuf) {
+/// A node whose shiplog reads pods from `server`, waiting at most `lookup_timeout` for a
+/// GET (and, at start, for the first list).
+fn node_for(server: &KubeServer, lookup_timeout: &str) -> (Node, std::path::PathBuf) {
     let node = Node::new();
     server.kubeconfig(&node.path("kubeconfig"));
-    let config = node.config(&[(
-        "kubernetes",
-        "metadata = \"api\"\nnode_name = \"node-a\"\nkubeconfig = \"kubeconfig\"\nlookup_timeout = \"1s\"",
-    )]);
+    let kubernetes = format!(
+        "metadata = \"api\"\nnode_name = \"{NODE}\"\nkubeconfig = \"kubeconfig\"\nlookup_timeout = \"{lookup_timeout}\""
+    );
+    let config = node.config(&[("kubernetes", &kubernetes)]);
     (node, config)
 }
 
@@ -51,7 +52,9 @@ fn two_hundred_pods_and_new_arrivals_cost_one_list_one_watch_and_no_gets() {
         server.apply(pod("shop", &format!("web-{i}"), NODE));
     }
     server.apply(pod("shop", "elsewhere", "node-b"));
-    let (node, config) = node_for(&server);
+    // A generous bound: the files present at start wait for the first list, even on a
+    // loaded machine, instead of costing a GET each.
+    let (node, config) = node_for(&server, "10s");
     for i in 0..200 {
         let name = format!("web-{i}");
         node.container_log("shop", &name, "app", cri(&name).as_bytes());
@@ -86,7 +89,7 @@ fn two_hundred_pods_and_new_arrivals_cost_one_list_one_watch_and_no_gets() {
 #[test]
 fn a_pod_created_and_deleted_within_a_second_keeps_full_metadata_on_all_its_lines() {
     let server = KubeServer::start();
-    let (node, config) = node_for(&server);
+    let (node, config) = node_for(&server, "1s");
     let running = Running::start(&config, &node.path("stderr.log"));
     wait_until(WAIT, "the watch", || server.requests(Request::Watch) >= 1);
 
@@ -118,7 +121,7 @@ fn records_keep_flowing_while_the_api_is_down_and_are_full_again_after() {
     };
     let server = KubeServer::start();
     server.apply(pod("shop", "known", NODE));
-    let (node, config) = node_for(&server);
+    let (node, config) = node_for(&server, "1s");
     let known = node.container_log("shop", "known", "app", cri("known 0").as_bytes());
     let running = Running::start(&config, &node.path("stderr.log"));
     wait_until(WAIT, "the first record", || !node.records().is_empty());
@@ -164,7 +167,7 @@ fn records_keep_flowing_while_the_api_is_down_and_are_full_again_after() {
 #[test]
 fn a_pod_the_watch_has_not_delivered_yet_is_fetched_once() {
     let server = KubeServer::start();
-    let (node, config) = node_for(&server);
+    let (node, config) = node_for(&server, "10s");
     let running = Running::start(&config, &node.path("stderr.log"));
     wait_until(WAIT, "the watch", || server.requests(Request::Watch) >= 1);
 
@@ -183,7 +186,7 @@ fn a_pod_the_watch_has_not_delivered_yet_is_fetched_once() {
 #[test]
 fn a_file_that_started_without_its_pod_gets_full_metadata_once_the_pod_arrives() {
     let server = KubeServer::start();
-    let (node, config) = node_for(&server);
+    let (node, config) = node_for(&server, "1s");
     let running = Running::start(&config, &node.path("stderr.log"));
     wait_until(WAIT, "the watch", || server.requests(Request::Watch) >= 1);
 
