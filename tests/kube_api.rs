@@ -209,6 +209,11 @@ fn a_file_that_started_without_its_pod_gets_full_metadata_once_the_pod_arrives()
     });
     running.stop();
     assert_eq!(server.requests(Request::Get), 1, "no GET after the first");
+    let log = std::fs::read_to_string(node.path("stderr.log")).expect("shiplog's log");
+    assert!(
+        log.contains("pods_unknown=1") && log.contains("pods_found_late=1"),
+        "{log}"
+    );
 }
 
 #[test]

@@ -36,6 +36,11 @@ pub struct ProcessStats {
     pub unmatched: u64,
     /// Files whose pod asked for a topic that is not a legal name (they use `default_topic`).
     pub illegal_topics: u64,
+    /// Files opened while their pod was unknown to the metadata source (`api` or `file`):
+    /// their records carry what the file name says until the pod turns up.
+    pub pods_unknown: u64,
+    /// Of those, files whose pod turned up later: their next records carry it.
+    pub pods_found_late: u64,
 }
 
 /// One open file's state.
@@ -126,7 +131,10 @@ impl Processor {
         let context = self.context(info.as_ref(), pod.as_deref());
         self.stats.files += 1;
         let awaiting_pod = match (info, &pod) {
-            (Some(info), None) => Some((info, version)),
+            (Some(info), None) if !matches!(self.metadata, Metadata::Off) => {
+                self.stats.pods_unknown += 1;
+                Some((info, version))
+            }
             _ => None,
         };
         let state = OpenFile {
@@ -180,6 +188,7 @@ impl Processor {
             return;
         };
         let context = self.context(Some(&info), Some(&pod));
+        self.stats.pods_found_late += 1;
         if let Some(state) = self.files.get_mut(&file) {
             state.context = context;
         }
