@@ -15,7 +15,8 @@
 //! - [`record`]: the record and its JSON rendering (pure).
 //! - [`route`]: the topic template (pure).
 //! - [`parse`]: payloads turned into fields for `data` (the JSON merge) (pure).
-//! - [`kube`]: pod identity from file names, pod metadata, and its pre-rendered fragment.
+//! - [`kube`]: pod identity from file names, pod metadata (an API watch feeding a cache, or a
+//!   PodList file), and its pre-rendered fragment.
 //! - [`enrich`]: a decoded line plus its file's context becomes a rendered record (pure).
 //! - [`tail`]: finding files and reading their lines with exact offsets.
 //! - [`checkpoint`]: durable offsets per file identity, to resume after a restart (SQLite).

@@ -204,6 +204,8 @@ fn report(summary: &pipeline::Summary) {
         parsed = p.parsed,
         unmatched = p.unmatched,
         illegal_topics = p.illegal_topics,
+        pods_unknown = p.pods_unknown,
+        pods_found_late = p.pods_found_late,
         delivered = %delivered.join(", "),
         "done"
     );

@@ -125,6 +125,8 @@ pub(super) struct KubernetesFile {
     #[serde(deserialize_with = "deserialize_duration")]
     pub deleted_pod_grace: Duration,
     pub cache_capacity: usize,
+    #[serde(deserialize_with = "deserialize_duration")]
+    pub lookup_timeout: Duration,
     pub merge_log: bool,
     pub merge_log_key: String,
     pub keep_log: bool,
@@ -142,6 +144,7 @@ impl Default for KubernetesFile {
             include_annotations: true,
             deleted_pod_grace: Duration::from_secs(5 * 60),
             cache_capacity: 4096,
+            lookup_timeout: Duration::from_secs(1),
             merge_log: true,
             merge_log_key: "data".to_string(),
             keep_log: true,

@@ -135,6 +135,10 @@ pub struct KubernetesConfig {
     pub deleted_pod_grace: Duration,
     /// How many pods' metadata the cache holds; at least 1. Default 4096.
     pub cache_capacity: usize,
+    /// How long a file's first lines may wait for one GET of a pod the cache does not
+    /// hold yet; after that they ship with what the file name carries, and the file picks
+    /// the pod up when its watch event arrives. Zero: never wait. Default 1 s.
+    pub lookup_timeout: Duration,
     /// Merge a JSON object payload into the record under `merge_log_key`. Default true.
     pub merge_log: bool,
     /// The key merged fields go under; not empty when `merge_log`. Default `data`.

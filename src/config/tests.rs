@@ -74,6 +74,7 @@ fn default_config(dir: &Path) -> Config {
             include_annotations: true,
             deleted_pod_grace: Duration::from_secs(300),
             cache_capacity: 4096,
+            lookup_timeout: Duration::from_secs(1),
             merge_log: true,
             merge_log_key: "data".to_string(),
             keep_log: true,
@@ -134,6 +135,7 @@ include_labels = true
 include_annotations = true
 deleted_pod_grace = "5m"
 cache_capacity = 4096
+lookup_timeout = "1s"
 merge_log = true
 merge_log_key = "data"
 keep_log = true
@@ -194,6 +196,7 @@ fn every_section_can_be_overridden() -> TestResult {
         include_annotations = false
         deleted_pod_grace = "0s"
         cache_capacity = 16
+        lookup_timeout = "250ms"
         merge_log = false
         merge_log_key = ""
         keep_log = false
@@ -250,6 +253,7 @@ fn every_section_can_be_overridden() -> TestResult {
             include_annotations: false,
             deleted_pod_grace: Duration::ZERO,
             cache_capacity: 16,
+            lookup_timeout: Duration::from_millis(250),
             merge_log: false,
             merge_log_key: String::new(),
             keep_log: false,

@@ -28,6 +28,56 @@ pub struct PodMeta {
     pub annotations: BTreeMap<String, String>,
     /// One entry per container (regular, init and ephemeral).
     pub containers: Vec<ContainerMeta>,
+    /// The controlling owner, a ReplicaSet of a Deployment named as its Deployment.
+    pub owner: Option<Owner>,
+}
+
+/// The controller a pod belongs to.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Owner {
+    /// `Deployment`, `StatefulSet`, `DaemonSet`, `Job`, `ReplicaSet`, ...
+    pub kind: String,
+    /// The owner's name.
+    pub name: String,
+}
+
+impl Owner {
+    /// The controlling owner of a pod (`controller: true` in its owner references). A
+    /// ReplicaSet named `<deployment>-<pod-template-hash>` (the pod carries that hash as
+    /// its `pod-template-hash` label) is reported as the Deployment: the name the
+    /// Deployment controller gives its ReplicaSets, so no lookup of the ReplicaSet is
+    /// needed.
+    fn of(pod: &Pod) -> Option<Owner> {
+        let reference = pod
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .find(|reference| reference.controller == Some(true))?;
+        let hash = pod
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|labels| labels.get("pod-template-hash"));
+        let deployment = match (reference.kind.as_str(), hash) {
+            ("ReplicaSet", Some(hash)) => reference
+                .name
+                .strip_suffix(hash.as_str())
+                .and_then(|name| name.strip_suffix('-'))
+                .filter(|name| !name.is_empty()),
+            _ => None,
+        };
+        Some(match deployment {
+            Some(name) => Owner {
+                kind: "Deployment".to_owned(),
+                name: name.to_owned(),
+            },
+            None => Owner {
+                kind: reference.kind.clone(),
+                name: reference.name.clone(),
+            },
+        })
+    }
 }
 
 /// What records show of one container.
@@ -82,6 +132,7 @@ impl PodMeta {
             labels: meta.labels.clone().unwrap_or_default(),
             annotations: meta.annotations.clone().unwrap_or_default(),
             containers,
+            owner: Owner::of(pod),
         })
     }
 
@@ -142,6 +193,8 @@ struct Fragment<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     container_image: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    owner: Option<&'a Owner>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     labels: Option<&'a BTreeMap<String, String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     annotations: Option<&'a BTreeMap<String, String>>,
@@ -175,6 +228,7 @@ pub fn render_fragment(
             .map(|c| c.image_id.as_str())
             .filter(|s| non_empty(s)),
         container_image: container.map(|c| c.image.as_str()).filter(|s| non_empty(s)),
+        owner: pod.and_then(|p| p.owner.as_ref()),
         labels: pod
             .map(|p| &p.labels)
             .filter(|l| options.labels && !l.is_empty()),
@@ -263,6 +317,82 @@ mod tests {
         let fragment: Value = serde_json::from_str(&render_fragment(&info(), Some(&meta), none))
             .expect("fragment is JSON");
         assert!(fragment.get("labels").is_none() && fragment.get("annotations").is_none());
+    }
+
+    #[test]
+    fn the_controlling_owner_is_named_and_a_deployments_replica_set_resolves_to_it() {
+        let cases = [
+            // (owner kind, owner name, controller, pod-template-hash label, want)
+            (
+                "ReplicaSet",
+                "web-7d9f8b6c5",
+                true,
+                Some("7d9f8b6c5"),
+                Some(("Deployment", "web")),
+            ),
+            (
+                "ReplicaSet",
+                "my-api-7d9f8b6c5",
+                true,
+                Some("7d9f8b6c5"),
+                Some(("Deployment", "my-api")),
+            ),
+            (
+                "ReplicaSet",
+                "standalone",
+                true,
+                None,
+                Some(("ReplicaSet", "standalone")),
+            ),
+            (
+                "ReplicaSet",
+                "web-abc",
+                true,
+                Some("other"),
+                Some(("ReplicaSet", "web-abc")),
+            ),
+            ("StatefulSet", "db", true, None, Some(("StatefulSet", "db"))),
+            (
+                "DaemonSet",
+                "agent",
+                true,
+                Some("ignored"),
+                Some(("DaemonSet", "agent")),
+            ),
+            ("ConfigMap", "not-a-controller", false, None, None),
+        ];
+        for (kind, name, controller, hash, want) in cases {
+            let mut pod = pod();
+            pod.metadata.owner_references = Some(vec![
+                serde_json::from_value(json!({
+                    "apiVersion": "apps/v1", "kind": kind, "name": name, "uid": "u",
+                    "controller": controller
+                }))
+                .expect("a valid owner reference"),
+            ]);
+            if let Some(hash) = hash {
+                let labels = pod.metadata.labels.get_or_insert_default();
+                labels.insert("pod-template-hash".into(), hash.into());
+            }
+            let owner = PodMeta::from_pod(&pod).and_then(|meta| meta.owner);
+            let got = owner.as_ref().map(|o| (o.kind.as_str(), o.name.as_str()));
+            assert_eq!(got, want, "{kind} {name}");
+        }
+    }
+
+    #[test]
+    fn the_owner_appears_in_the_fragment() {
+        let mut meta = PodMeta::from_pod(&pod()).expect("named pod");
+        meta.owner = Some(Owner {
+            kind: "Deployment".into(),
+            name: "web".into(),
+        });
+        let fragment: Value = serde_json::from_str(&render_fragment(&info(), Some(&meta), ALL))
+            .expect("fragment is JSON");
+        assert_eq!(
+            fragment["owner"],
+            json!({"kind": "Deployment", "name": "web"})
+        );
     }
 
     #[test]

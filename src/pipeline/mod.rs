@@ -18,6 +18,7 @@ mod process;
 mod shutdown;
 
 use std::collections::BTreeMap;
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,7 +29,7 @@ use tokio::sync::mpsc;
 use crate::checkpoint::Store;
 use crate::config::{Config, ConfigError, MetadataSource};
 use crate::enrich::{EnrichSettings, Enricher};
-use crate::kube::{FragmentOptions, Metadata, PodIndex};
+use crate::kube::{ApiSettings, FragmentOptions, Metadata, PodIndex};
 use crate::metrics::Metrics;
 use crate::parse::{ParserError, ParserSet};
 use crate::route::Template;
@@ -91,7 +92,8 @@ pub enum Mode {
 
 /// Runs the collector.
 pub async fn run(config: &Config, mode: Mode) -> Result<Summary, RunError> {
-    let metadata = metadata(config)?;
+    let metadata = metadata(config).await?;
+    let readiness_source = metadata.clone();
     let enricher = enricher(config)?;
     let files = FileSet::new(&config.tail.include, &config.tail.exclude)
         .map_err(|e| ConfigError::new(&config.source, "tail", e.to_string()))?;
@@ -172,7 +174,10 @@ pub async fn run(config: &Config, mode: Mode) -> Result<Summary, RunError> {
         Arc::clone(&metrics),
     );
     let checkpoints = tokio::spawn(checkpointer.run(notes_rx, delivered_rx));
-    metrics.set_ready(true);
+    let _readiness = AbortOnDrop(Some(tokio::spawn(track_readiness(
+        readiness_source,
+        Arc::clone(&metrics),
+    ))));
 
     let finish = async {
         let mut summary = Summary::default();
@@ -197,7 +202,7 @@ pub async fn run(config: &Config, mode: Mode) -> Result<Summary, RunError> {
                     tracing::info!(signal = name, "stopping: draining in-flight records");
                     break None;
                 }
-                Signal::Reload | Signal::ConfigChanged => match reloaded(config) {
+                Signal::Reload | Signal::ConfigChanged => match reloaded(config).await {
                     Ok(new) if signal == Signal::ConfigChanged && new == *config => {
                         tracing::debug!("the config file's folder changed; the config did not");
                     }
@@ -230,13 +235,33 @@ pub async fn run(config: &Config, mode: Mode) -> Result<Summary, RunError> {
 
 /// The config file read again and checked as far as a start would check it (keys, parsers,
 /// templates, the pods file), without touching anything the running pipeline owns.
-fn reloaded(config: &Config) -> Result<Config, RunError> {
+async fn reloaded(config: &Config) -> Result<Config, RunError> {
     let new = Config::load(&config.source)?;
-    metadata(&new)?;
+    match new.kubernetes.metadata {
+        // Building a client checks the kubeconfig without starting a second watch.
+        MetadataSource::Api => {
+            crate::kube::client(new.kubernetes.kubeconfig.as_deref())
+                .await
+                .map_err(|e| {
+                    ConfigError::new(&new.source, "kubernetes.kubeconfig", e.to_string())
+                })?;
+        }
+        MetadataSource::File | MetadataSource::Off => drop(metadata(&new).await?),
+    }
     enricher(&new)?;
     FileSet::new(&new.tail.include, &new.tail.exclude)
         .map_err(|e| ConfigError::new(&new.source, "tail", e.to_string()))?;
     Ok(new)
+}
+
+/// Keeps `/readyz` in step with the metadata source: ready once the pipeline runs and the
+/// source knows the node's pods (the API watch has listed them).
+async fn track_readiness(metadata: Metadata, metrics: Arc<Metrics>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
+    loop {
+        tick.tick().await;
+        metrics.set_ready(metadata.synced());
+    }
 }
 
 /// The processor thread and its connections.
@@ -335,10 +360,10 @@ impl ProcessStage {
     }
 }
 
-/// Aborts the server task when the run ends.
-struct ServerTask(Option<tokio::task::JoinHandle<()>>);
+/// Aborts a helper task (the server, the readiness probe) when the run ends.
+struct AbortOnDrop(Option<tokio::task::JoinHandle<()>>);
 
-impl Drop for ServerTask {
+impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         if let Some(task) = self.0.take() {
             task.abort();
@@ -348,9 +373,9 @@ impl Drop for ServerTask {
 
 /// Binds `server.listen` (a taken or unusable address is a start-up error) and serves
 /// `/healthz`, `/readyz` and `/metrics` for the rest of the run.
-async fn start_server(config: &Config, metrics: &Arc<Metrics>) -> Result<ServerTask, ConfigError> {
+async fn start_server(config: &Config, metrics: &Arc<Metrics>) -> Result<AbortOnDrop, ConfigError> {
     let Some(address) = config.server.listen else {
-        return Ok(ServerTask(None));
+        return Ok(AbortOnDrop(None));
     };
     let listener = tokio::net::TcpListener::bind(address)
         .await
@@ -366,7 +391,7 @@ async fn start_server(config: &Config, metrics: &Arc<Metrics>) -> Result<ServerT
     // Alive while the checkpoint task ticks: a few commit intervals, and never under 10 s.
     let alive_within = (config.state.commit_interval * 5).max(std::time::Duration::from_secs(10));
     let task = tokio::spawn(server::serve(listener, Arc::clone(metrics), alive_within));
-    Ok(ServerTask(Some(task)))
+    Ok(AbortOnDrop(Some(task)))
 }
 
 fn open_sinks(config: &Config) -> Result<Vec<(String, Sink)>, ConfigError> {
@@ -412,8 +437,8 @@ fn open_store(config: &Config) -> Result<(Store, Vec<Resume>, bool), ConfigError
     Ok((store, resume, first_start))
 }
 
-fn metadata(config: &Config) -> Result<Metadata, ConfigError> {
-    let key = "kubernetes.metadata";
+async fn metadata(config: &Config) -> Result<Metadata, ConfigError> {
+    let kube = &config.kubernetes;
     match config.kubernetes.metadata {
         MetadataSource::Off => Ok(Metadata::Off),
         MetadataSource::File => {
@@ -428,11 +453,20 @@ fn metadata(config: &Config) -> Result<Metadata, ConfigError> {
                 ConfigError::new(&config.source, "kubernetes.pods_file", e.to_string())
             })
         }
-        MetadataSource::Api => Err(ConfigError::new(
-            &config.source,
-            key,
-            "\"api\" is not available in this build yet; use \"file\" or \"off\"",
-        )),
+        MetadataSource::Api => {
+            let client = crate::kube::client(kube.kubeconfig.as_deref())
+                .await
+                .map_err(|e| {
+                    ConfigError::new(&config.source, "kubernetes.kubeconfig", e.to_string())
+                })?;
+            let settings = ApiSettings {
+                node_name: kube.node_name.clone(),
+                capacity: NonZeroUsize::new(kube.cache_capacity).unwrap_or(NonZeroUsize::MIN),
+                deleted_pod_grace: kube.deleted_pod_grace,
+                lookup_timeout: kube.lookup_timeout,
+            };
+            Ok(Metadata::Api(crate::kube::start(client, &settings).await))
+        }
     }
 }
 

@@ -10,7 +10,7 @@ use std::time::SystemTime;
 
 use crate::decode::{self, DecodeError, Format, Message, Reassembler, Stream};
 use crate::enrich::{Enricher, FileContext, Outcome};
-use crate::kube::{LogFileInfo, Metadata};
+use crate::kube::{LogFileInfo, Metadata, PodMeta};
 use crate::sink::{AckId, Rendered};
 use crate::tail::{FoundFile, LineEnd, Lines, TailEvent};
 
@@ -36,16 +36,23 @@ pub struct ProcessStats {
     pub unmatched: u64,
     /// Files whose pod asked for a topic that is not a legal name (they use `default_topic`).
     pub illegal_topics: u64,
-    /// Files whose pod the metadata source knew, and did not know.
+    /// Files opened with their pod known to the metadata source.
     pub pods_known: u64,
-    /// Files whose pod the metadata source did not know (or metadata is off).
+    /// Files opened while their pod was unknown to the metadata source (`api` or `file`):
+    /// their records carry what the file name says until the pod turns up.
     pub pods_unknown: u64,
+    /// Of those, files whose pod turned up later: their next records carry it.
+    pub pods_found_late: u64,
 }
 
 /// One open file's state.
 #[derive(Debug)]
 struct OpenFile {
     context: FileContext,
+    /// A file of a pod not known when it was opened, and the metadata version then: its
+    /// context is rebuilt once the pod turns up (at most once per version change, never
+    /// per line).
+    awaiting_pod: Option<(LogFileInfo, u64)>,
     format: Option<Format>,
     reassembler: Reassembler,
     /// Where the line each stream is still reassembling began (stdout, stderr): no offset
@@ -125,9 +132,36 @@ impl Processor {
 
     fn open(&mut self, file: u64, found: &FoundFile, offset: u64) {
         let info = LogFileInfo::from_paths(&found.path, &found.target);
+        // Read the version before the lookup: a pod learnt meanwhile then moves it.
+        let version = self.metadata.version();
         let pod = info.as_ref().and_then(|info| self.metadata.pod(info));
-        let context = self.enricher.context(info.as_ref(), pod.as_deref());
-        if let Some(info) = &info {
+        let context = self.context(info.as_ref(), pod.as_deref());
+        self.stats.files += 1;
+        self.stats.illegal_topics += u64::from(context.illegal_topic);
+        self.stats.pods_known += u64::from(pod.is_some());
+        let awaiting_pod = match (info, &pod) {
+            (Some(info), None) if !matches!(self.metadata, Metadata::Off) => {
+                self.stats.pods_unknown += 1;
+                Some((info, version))
+            }
+            _ => None,
+        };
+        let state = OpenFile {
+            context,
+            awaiting_pod,
+            format: None,
+            reassembler: Reassembler::new(self.max_line_bytes),
+            pending_start: [None, None],
+            next_seq: 0,
+            offset,
+        };
+        self.files.insert(file, state);
+    }
+
+    /// The context of a file, its warnings logged once per pod.
+    fn context(&mut self, info: Option<&LogFileInfo>, pod: Option<&PodMeta>) -> FileContext {
+        let context = self.enricher.context(info, pod);
+        if let Some(info) = info {
             for warning in &context.warnings {
                 let key = (
                     info.namespace.clone(),
@@ -139,25 +173,37 @@ impl Processor {
                 }
             }
         }
-        self.stats.files += 1;
-        if pod.is_some() {
-            self.stats.pods_known += 1;
-        } else {
-            self.stats.pods_unknown += 1;
-        }
-        self.stats.illegal_topics += u64::from(context.illegal_topic);
-        let state = OpenFile {
-            context,
-            format: None,
-            reassembler: Reassembler::new(self.max_line_bytes),
-            pending_start: [None, None],
-            next_seq: 0,
-            offset,
+        context
+    }
+
+    /// Rebuilds the context of a file opened without its pod, if the pod is known now.
+    fn refresh(&mut self, file: u64) {
+        let version = self.metadata.version();
+        let Some(state) = self.files.get_mut(&file) else {
+            return;
         };
-        self.files.insert(file, state);
+        let Some((info, seen)) = &mut state.awaiting_pod else {
+            return;
+        };
+        if *seen == version {
+            return;
+        }
+        *seen = version;
+        let Some(pod) = self.metadata.cached(info) else {
+            return;
+        };
+        let Some((info, _)) = state.awaiting_pod.take() else {
+            return;
+        };
+        let context = self.context(Some(&info), Some(&pod));
+        self.stats.pods_found_late += 1;
+        if let Some(state) = self.files.get_mut(&file) {
+            state.context = context;
+        }
     }
 
     fn lines(&mut self, file: u64, lines: &Lines) -> Option<Rendered> {
+        self.refresh(file);
         let state = self.files.get_mut(&file)?;
         let now = now_rfc3339();
         let mut out = ChunkWriter::new(&self.enricher, &state.context, &now);
