@@ -248,37 +248,17 @@ fn readyz_says_ready_only_once_the_watch_has_listed_the_nodes_pods() {
     ]);
     let log = node.path("stderr.log");
     let running = Running::start(&config, &log);
-    let mut address = String::new();
-    wait_until(WAIT, "the server's address", || {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        let found = text
-            .split("\"address\":\"")
-            .nth(1)
-            .and_then(|rest| rest.split('"').next());
-        address = found.unwrap_or_default().to_owned();
-        !address.is_empty()
-    });
-    let status = |path: &str| {
-        let mut stream = std::net::TcpStream::connect(&address).expect("connect");
-        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-        std::io::Write::write_all(&mut stream, request.as_bytes()).expect("send");
-        let mut response = String::new();
-        std::io::Read::read_to_string(&mut stream, &mut response).expect("read");
-        response
-            .split_whitespace()
-            .nth(1)
-            .unwrap_or_default()
-            .to_owned()
-    };
-    assert_eq!(status("/readyz"), "503", "the API is down: not synced");
+    let address = util::server_address(&log);
+    let status = |path: &str| util::http_get(&address, path).0;
+    assert_eq!(status("/readyz"), 503, "the API is down: not synced");
     assert_eq!(
         status("/healthz"),
-        "200",
+        200,
         "alive all the same: records still flow"
     );
     server.set_down(false);
     wait_until(WAIT, "readiness once the watch lists", || {
-        status("/readyz") == "200"
+        status("/readyz") == 200
     });
     running.stop();
 }

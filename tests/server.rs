@@ -2,66 +2,33 @@
 
 mod util;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
-use util::{Node, Running, append, numbered_line, wait_until};
-
-/// `GET path` on `address`; the status code and the body.
-fn get(address: &str, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(address).expect("connect");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: shiplog\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).expect("send");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("read");
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("status");
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_owned())
-        .unwrap_or_default();
-    (status, body)
-}
-
-/// The value of the sample named exactly `name` (labels included) in Prometheus text.
-fn sample(metrics: &str, name: &str) -> Option<f64> {
-    metrics.lines().find_map(|line| {
-        let (key, value) = line.rsplit_once(' ')?;
-        (key == name).then(|| value.parse().ok()).flatten()
-    })
-}
+use util::{Node, Running, append, http_get as get, metric as sample, numbered_line, wait_until};
 
 #[test]
 fn the_endpoints_report_health_readiness_and_counters_that_move_with_the_lines() {
     let node = Node::new();
     let lines: String = (0..100).map(|seq| numbered_line(0, seq)).collect();
     let path = node.container_log("shop", "web-1", "app", lines.as_bytes());
+    // One file whose pod the PodList holds, one whose pod it does not: a hit and a miss.
+    node.container_log("shop", "gone-1", "app", numbered_line(1, 0).as_bytes());
+    let pods = r#"{"kind": "List", "apiVersion": "v1", "items": [{"metadata":
+        {"name": "web-1", "namespace": "shop", "uid": "uid-web-1"}, "spec": {"nodeName": "n"}}]}"#;
+    node.write("pods.json", pods.as_bytes());
     let config = node.config(&[
         ("server", "listen = \"127.0.0.1:0\""),
         ("pipeline", "batch_timeout = \"50ms\""),
+        (
+            "kubernetes",
+            "metadata = \"file\"\npods_file = \"pods.json\"",
+        ),
     ]);
     let log = node.path("shiplog.log");
     let shiplog = Running::start(&config, &log);
-    let mut address = String::new();
-    wait_until(
-        Duration::from_secs(20),
-        "the server's address in the log",
-        || {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            let found = text
-                .split("\"address\":\"")
-                .nth(1)
-                .and_then(|rest| rest.split('"').next());
-            address = found.unwrap_or_default().to_owned();
-            !address.is_empty()
-        },
-    );
+    let address = util::server_address(&log);
     wait_until(Duration::from_secs(20), "the first lines", || {
-        node.records().len() >= 100
+        node.records().len() >= 101
     });
 
     assert_eq!(get(&address, "/healthz"), (200, "ok\n".to_owned()));
@@ -70,18 +37,23 @@ fn the_endpoints_report_health_readiness_and_counters_that_move_with_the_lines()
     assert_eq!(status, 200);
     assert_eq!(
         sample(&metrics, "shiplog_input_lines_total"),
-        Some(100.0),
+        Some(101.0),
         "{metrics}"
     );
     assert_eq!(
         sample(&metrics, "shiplog_records_sent_total{sink=\"out\"}"),
-        Some(100.0)
+        Some(101.0)
     );
-    assert_eq!(sample(&metrics, "shiplog_files_open"), Some(1.0));
+    assert_eq!(sample(&metrics, "shiplog_files_open"), Some(2.0));
+    assert_eq!(
+        sample(&metrics, "shiplog_kube_cache_hits_total"),
+        Some(1.0),
+        "web-1 is in the PodList"
+    );
     assert_eq!(
         sample(&metrics, "shiplog_kube_cache_misses_total"),
         Some(1.0),
-        "metadata is off"
+        "gone-1 is not"
     );
 
     append(
@@ -92,10 +64,10 @@ fn the_endpoints_report_health_readiness_and_counters_that_move_with_the_lines()
     );
     wait_until(Duration::from_secs(20), "the counters to move", || {
         let (_, metrics) = get(&address, "/metrics");
-        sample(&metrics, "shiplog_records_sent_total{sink=\"out\"}") == Some(150.0)
+        sample(&metrics, "shiplog_records_sent_total{sink=\"out\"}") == Some(151.0)
     });
     let (_, metrics) = get(&address, "/metrics");
-    assert_eq!(sample(&metrics, "shiplog_input_lines_total"), Some(150.0));
+    assert_eq!(sample(&metrics, "shiplog_input_lines_total"), Some(151.0));
     assert_eq!(
         sample(&metrics, "shiplog_inflight_bytes"),
         Some(0.0),

@@ -241,3 +241,64 @@ pub fn append(path: &Path, text: &str) {
         .expect("open for append");
     std::io::Write::write_all(&mut file, text.as_bytes()).expect("append");
 }
+
+/// The address shiplog's HTTP server listens on, read from its log once it says (for a
+/// config with `server.listen = "127.0.0.1:0"`).
+pub fn server_address(log: &Path) -> String {
+    let mut address = String::new();
+    wait_until(
+        std::time::Duration::from_secs(20),
+        "the server's address in the log",
+        || {
+            let text = fs::read_to_string(log).unwrap_or_default();
+            let found = text
+                .split("\"address\":\"")
+                .nth(1)
+                .and_then(|rest| rest.split('"').next());
+            address = found.unwrap_or_default().to_owned();
+            !address.is_empty()
+        },
+    );
+    address
+}
+
+/// `GET path` on `address` over a real socket; the status code and the body.
+pub fn http_get(address: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).expect("connect");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: shiplog\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status");
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// The value of the sample named exactly `name` (labels included) in Prometheus text.
+pub fn metric(metrics: &str, name: &str) -> Option<f64> {
+    metrics.lines().find_map(|line| {
+        let (key, value) = line.rsplit_once(' ')?;
+        (key == name).then(|| value.parse().ok()).flatten()
+    })
+}
+
+/// Waits until the shiplog serving on `address` has `files` files open: it is following
+/// them, so whatever is written from now on is its to deliver.
+pub fn wait_for_open_files(address: &str, files: usize) {
+    wait_until(
+        std::time::Duration::from_secs(20),
+        "shiplog to open the files",
+        || {
+            let (_, metrics) = http_get(address, "/metrics");
+            metric(&metrics, "shiplog_files_open") == Some(files as f64)
+        },
+    );
+}
