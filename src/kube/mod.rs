@@ -12,6 +12,7 @@ mod watch;
 
 use std::sync::Arc;
 
+pub use cache::{CacheWriter, PodCache, pod_cache};
 pub use log_path::LogFileInfo;
 pub use pod_meta::{ContainerMeta, FragmentOptions, Owner, PodMeta, render_fragment};
 pub use pods_file::{PodIndex, PodsFileError};
