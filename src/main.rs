@@ -89,6 +89,12 @@ fn check(path: &std::path::Path) -> Result<(), Failure> {
             SinkKind::Stdout => format!("{} (stdout)", sink.name),
             SinkKind::File { path } => format!("{} (file {})", sink.name, path.display()),
             SinkKind::Null => format!("{} (null)", sink.name),
+            SinkKind::Kafka(kafka) => {
+                format!(
+                    "{} (kafka {}, topic {})",
+                    sink.name, kafka.brokers, kafka.topic
+                )
+            }
         })
         .collect();
     let names: Vec<&str> = parsers.names().collect();

@@ -54,6 +54,9 @@ pub struct Metrics {
     /// `shiplog_checkpoint_commit_failures_total` (beyond CONTRACT): offset commits that
     /// failed and will be retried.
     pub checkpoint_commit_failures: Counter,
+    /// `shiplog_kafka_rerouted_records_total{sink}` (beyond CONTRACT): records a Kafka
+    /// sink sent to its `default_topic` because their own topic does not exist.
+    pub kafka_rerouted_records: Family<SinkLabel, Counter>,
     /// `shiplog_files_lag_bytes` (beyond CONTRACT): bytes written to followed files and not
     /// yet read, summed over the files.
     pub files_lag_bytes: Gauge,
@@ -85,6 +88,7 @@ impl Metrics {
             parser_unmatched: Counter::default(),
             illegal_topics: Counter::default(),
             checkpoint_commit_failures: Counter::default(),
+            kafka_rerouted_records: Family::default(),
             files_lag_bytes: Gauge::default(),
             files_lag_max_bytes: Gauge::default(),
             process: ProcessGauges::default(),
@@ -179,6 +183,11 @@ impl Metrics {
             "checkpoint_commit_failures",
             "Offset commits that failed and will be retried",
             metrics.checkpoint_commit_failures.clone(),
+        );
+        r.register(
+            "kafka_rerouted_records",
+            "Records a Kafka sink sent to its default_topic as their topic does not exist",
+            metrics.kafka_rerouted_records.clone(),
         );
         r.register(
             "files_lag_bytes",

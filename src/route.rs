@@ -1,9 +1,14 @@
-//! Topic templates: `{namespace}`, `{pod}`, `{container}`, `{label.KEY}`, `{annotation.KEY}`.
+//! Templates: `{namespace}`, `{pod}`, `{container}`, `{label.KEY}`, `{annotation.KEY}`, and
+//! in sinks' templates `{topic}`, the routing tag.
 //!
 //! Pure. A template is compiled once at start-up (an unknown placeholder is a config error)
-//! and filled once per file, never per line.
+//! and filled once per file (the routing tag) or once per chunk (a sink's topic, key, log
+//! group or stream), never per line. [`RouteValues`] are what a file's templates are filled
+//! from: the enricher works them out when the file is opened and every chunk shares them.
 
+use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 /// A value a template can ask for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,6 +23,39 @@ pub enum Placeholder {
     Label(String),
     /// `{annotation.KEY}`
     Annotation(String),
+    /// `{topic}`: the record's routing tag (`route.topic`, filled), for sinks' templates.
+    Topic,
+}
+
+/// What one file's templates are filled from: its pod and the routing tag of its records.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RouteValues {
+    /// The routing tag: the record's `topic` field.
+    pub topic: Arc<str>,
+    /// The pod's namespace; empty for a file off the kubelet's naming.
+    pub namespace: String,
+    /// The pod's name.
+    pub pod: String,
+    /// The container's name.
+    pub container: String,
+    /// The pod's labels (empty when its metadata is unknown).
+    pub labels: BTreeMap<String, String>,
+    /// The pod's annotations (empty when its metadata is unknown).
+    pub annotations: BTreeMap<String, String>,
+}
+
+impl RouteValues {
+    /// The value of `placeholder`; `None` (like an empty value) leaves a template unfilled.
+    pub fn get(&self, placeholder: &Placeholder) -> Option<&str> {
+        match placeholder {
+            Placeholder::Namespace => Some(&self.namespace),
+            Placeholder::Pod => Some(&self.pod),
+            Placeholder::Container => Some(&self.container),
+            Placeholder::Label(key) => self.labels.get(key).map(String::as_str),
+            Placeholder::Annotation(key) => self.annotations.get(key).map(String::as_str),
+            Placeholder::Topic => Some(&self.topic),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,7 +78,7 @@ pub enum TemplateError {
     Unclosed(usize),
     /// A placeholder this template language does not have.
     #[error(
-        "unknown placeholder {{{0}}} (use {{namespace}}, {{pod}}, {{container}}, {{label.KEY}}, {{annotation.KEY}})"
+        "unknown placeholder {{{0}}} (use {{namespace}}, {{pod}}, {{container}}, {{label.KEY}}, {{annotation.KEY}}, {{topic}})"
     )]
     Unknown(String),
 }
@@ -65,6 +103,18 @@ impl Template {
             parts.push(Part::Literal(rest.to_owned()));
         }
         Ok(Template { parts })
+    }
+
+    /// Whether the template asks for `placeholder`.
+    pub fn uses(&self, placeholder: &Placeholder) -> bool {
+        self.parts
+            .iter()
+            .any(|part| matches!(part, Part::Value(p) if p == placeholder))
+    }
+
+    /// Fills the template from `values`; `None` when a placeholder has no value.
+    pub fn render(&self, values: &RouteValues) -> Option<String> {
+        self.fill(|placeholder| values.get(placeholder))
     }
 
     /// Fills the template; `None` when a placeholder has no value (or an empty one).
@@ -97,6 +147,7 @@ impl Placeholder {
             "namespace" => Ok(Placeholder::Namespace),
             "pod" => Ok(Placeholder::Pod),
             "container" => Ok(Placeholder::Container),
+            "topic" => Ok(Placeholder::Topic),
             _ => match name.split_once('.') {
                 Some(("label", key)) if !key.is_empty() => Ok(Placeholder::Label(key.to_owned())),
                 Some(("annotation", key)) if !key.is_empty() => {
@@ -116,6 +167,7 @@ impl fmt::Display for Template {
                 Part::Value(Placeholder::Namespace) => f.write_str("{namespace}")?,
                 Part::Value(Placeholder::Pod) => f.write_str("{pod}")?,
                 Part::Value(Placeholder::Container) => f.write_str("{container}")?,
+                Part::Value(Placeholder::Topic) => f.write_str("{topic}")?,
                 Part::Value(Placeholder::Label(key)) => write!(f, "{{label.{key}}}")?,
                 Part::Value(Placeholder::Annotation(key)) => write!(f, "{{annotation.{key}}}")?,
             }
@@ -136,6 +188,7 @@ mod tests {
             Placeholder::Label(key) if key == "team" => Some("payments"),
             Placeholder::Annotation(key) if key == "empty" => Some(""),
             Placeholder::Label(_) | Placeholder::Annotation(_) => None,
+            Placeholder::Topic => Some("shop-logs"),
         }
     }
 
@@ -147,6 +200,7 @@ mod tests {
             ("{pod}", Some("web-1")),
             ("team-{label.team}", Some("team-payments")),
             ("fixed", Some("fixed")),
+            ("{topic}.{pod}", Some("shop-logs.web-1")),
             ("{label.missing}", None),
             ("x-{annotation.empty}", None),
         ];
@@ -155,6 +209,23 @@ mod tests {
             assert_eq!(template.fill(values).as_deref(), expected, "{text}");
             assert_eq!(template.to_string(), text);
         }
+    }
+
+    #[test]
+    fn a_template_says_which_placeholders_it_uses() {
+        let template = Template::compile("logs.{topic}.{label.team}").expect("valid");
+        assert!(template.uses(&Placeholder::Topic));
+        assert!(template.uses(&Placeholder::Label("team".into())));
+        assert!(!template.uses(&Placeholder::Namespace));
+        let values = RouteValues {
+            topic: Arc::from("shop"),
+            labels: [("team".to_owned(), "payments".to_owned())].into(),
+            ..RouteValues::default()
+        };
+        assert_eq!(
+            template.render(&values).as_deref(),
+            Some("logs.shop.payments")
+        );
     }
 
     #[test]

@@ -196,6 +196,43 @@ pub(super) struct FileSinkFile {
     pub path: String,
 }
 
+/// `[sinks.<name>]` with `type = "kafka"`, the `type` key removed.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct KafkaSinkFile {
+    pub brokers: String,
+    #[serde(default = "KafkaSinkFile::default_topic_template")]
+    pub topic: String,
+    #[serde(default)]
+    pub key: String,
+    #[serde(default = "KafkaSinkFile::default_compression")]
+    pub compression: String,
+    #[serde(default = "KafkaSinkFile::default_acks")]
+    pub acks: String,
+    #[serde(default)]
+    pub create_topics: bool,
+    /// `None`: `route.default_topic`.
+    #[serde(default)]
+    pub default_topic: Option<String>,
+    /// librdkafka properties passed through; values are strings, numbers or booleans.
+    #[serde(default)]
+    pub librdkafka: BTreeMap<String, toml::Value>,
+}
+
+impl KafkaSinkFile {
+    fn default_topic_template() -> String {
+        "{topic}".to_string()
+    }
+
+    fn default_compression() -> String {
+        "zstd".to_string()
+    }
+
+    fn default_acks() -> String {
+        "all".to_string()
+    }
+}
+
 /// `[sinks.<name>]` with `type = "stdout"` or `"null"`, which take no other keys.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -15,10 +15,12 @@ mod env;
 mod error;
 mod file;
 mod resolve;
+mod sinks;
 #[cfg(test)]
 mod tests;
 mod units;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -26,6 +28,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use error::ConfigError;
+
+use crate::route::Template;
 
 use resolve::Origin;
 
@@ -208,6 +212,47 @@ pub enum SinkKind {
     },
     /// Discards records, acknowledging at once (benchmarks).
     Null,
+    /// Each record one message to a Kafka topic.
+    Kafka(KafkaConfig),
+}
+
+/// `[sinks.<name>]` with `type = "kafka"`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KafkaConfig {
+    /// `brokers`: the bootstrap servers, `host:port,host:port`; required, not empty.
+    pub brokers: String,
+    /// `topic`: the topic of each record's message. Default `{topic}`, the routing tag.
+    pub topic: Template,
+    /// `key`: the message key (`{pod}` keeps a pod's records in one partition, in order);
+    /// `None` (`""`, the default): no key.
+    pub key: Option<Template>,
+    /// `compression`: `none`, `gzip`, `snappy`, `lz4` or `zstd` (the default).
+    pub compression: String,
+    /// `acks`: `all` (the default, with idempotence on), `1` or `0`.
+    pub acks: Acks,
+    /// `create_topics`: let the brokers create a topic the first time a record goes to
+    /// it (librdkafka's `allow.auto.create.topics`; the brokers must allow it too).
+    /// Default false: topics must exist.
+    pub create_topics: bool,
+    /// `default_topic`: where records go whose topic does not exist (or whose template
+    /// cannot be filled); a legal topic name. Default `route.default_topic`.
+    pub default_topic: String,
+    /// `[sinks.<name>.librdkafka]`: librdkafka properties passed through as they are (TLS,
+    /// SASL, batching), none of them one the keys above set.
+    pub librdkafka: BTreeMap<String, String>,
+}
+
+/// `acks` of a Kafka sink: how many replicas must have a message before it counts as
+/// delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acks {
+    /// Every in-sync replica (`all`); the producer is idempotent, so its own retries
+    /// neither duplicate nor reorder messages.
+    All,
+    /// The partition leader only (`1`).
+    Leader,
+    /// None (`0`): delivered as soon as it is sent.
+    None,
 }
 
 impl Config {

@@ -495,9 +495,44 @@ const REFUSED: &[Refused] = &[
         "at least one sink is required (add a [sinks.NAME] table, e.g. with type = \"stdout\")",
     ),
     refused(
-        "[sinks.bus]\ntype = \"kafka\"\nbrokers = \"h1:9092\"",
-        "sinks.bus.type",
-        "sink type \"kafka\" is not available in this build yet",
+        "[sinks.bus]\ntype = \"kafka\"",
+        "sinks.bus",
+        "missing key \"brokers\"",
+    ),
+    refused(
+        "[sinks.bus]\ntype = \"kafka\"\nbrokers = \" \"",
+        "sinks.bus.brokers",
+        "must name at least one broker",
+    ),
+    refused(
+        "[sinks.bus]\ntype = \"kafka\"\nbrokers = \"h1:9092\"\ncompression = \"brotli\"",
+        "sinks.bus.compression",
+        "expected one of: none, gzip, snappy, lz4, zstd",
+    ),
+    refused(
+        "[sinks.bus]\ntype = \"kafka\"\nbrokers = \"h1:9092\"\nacks = \"2\"",
+        "sinks.bus.acks",
+        "expected \"all\", \"1\" or \"0\"",
+    ),
+    refused(
+        "[sinks.bus]\ntype = \"kafka\"\nbrokers = \"h1:9092\"\nkey = \"{node}\"",
+        "sinks.bus.key",
+        "unknown placeholder {node} (use {namespace}, {pod}, {container}, {label.KEY}, {annotation.KEY}, {topic})",
+    ),
+    refused(
+        "[sinks.bus]\ntype = \"kafka\"\nbrokers = \"h1:9092\"\ndefault_topic = \"lost and found\"",
+        "sinks.bus.default_topic",
+        "\"lost and found\" is not a legal topic name (1 to 249 of a-z A-Z 0-9 . _ -)",
+    ),
+    refused(
+        "[sinks.bus]\ntype = \"kafka\"\nbrokers = \"h1:9092\"\n[sinks.bus.librdkafka]\n\"bootstrap.servers\" = \"h2:9092\"",
+        "sinks.bus.librdkafka.bootstrap.servers",
+        "set by this sink's own key \"brokers\"; set that instead",
+    ),
+    refused(
+        "[sinks.bus]\ntype = \"kafka\"\nbrokers = \"h1:9092\"\n[sinks.bus.librdkafka]\n\"ssl\" = { ca = \"x\" }",
+        "sinks.bus.librdkafka.ssl",
+        "expected a string, a number or a boolean",
     ),
     refused(
         "[sinks.cw]\ntype = \"cloudwatch\"\nregion = \"eu-west-1\"",
@@ -507,17 +542,17 @@ const REFUSED: &[Refused] = &[
     refused(
         "[sinks.out]\ntype = \"syslog\"",
         "sinks.out.type",
-        "unknown sink type \"syslog\" (expected one of: stdout, file, null)",
+        "unknown sink type \"syslog\" (expected one of: stdout, file, null, kafka)",
     ),
     refused(
         "[sinks.out]\ntype = 1",
         "sinks.out.type",
-        "expected a string, one of: stdout, file, null",
+        "expected a string, one of: stdout, file, null, kafka",
     ),
     refused(
         "[sinks.out]\npath = \"o\"",
         "sinks.out",
-        "missing key \"type\" (expected one of: stdout, file, null)",
+        "missing key \"type\" (expected one of: stdout, file, null, kafka)",
     ),
     refused(
         "[sinks.out]\ntype = \"file\"",
@@ -616,6 +651,44 @@ const REFUSED: &[Refused] = &[
         "invalid socket address \"localhost:2020\" (use IP:PORT such as 127.0.0.1:2020, or \"\" to disable)",
     ),
 ];
+
+#[test]
+fn a_kafka_sink_takes_the_contracts_defaults_and_passes_librdkafka_properties_through() -> TestResult
+{
+    let text = "[route]\ndefault_topic = \"orphans\"\n\
+                [sinks.bus]\ntype = \"kafka\"\nbrokers = \"h1:9092,h2:9092\"\n\
+                [sinks.bus.librdkafka]\n\"security.protocol\" = \"ssl\"\n\"linger.ms\" = 20\n\
+                [sinks.keyed]\ntype = \"kafka\"\nbrokers = \"h1:9092\"\ntopic = \"logs.{topic}\"\n\
+                key = \"{pod}\"\ncompression = \"lz4\"\nacks = \"1\"\ncreate_topics = true\n\
+                default_topic = \"logs.unknown\"\n";
+    let (_dir, loaded) = load(text)?;
+    let config = loaded?;
+    let defaults = KafkaConfig {
+        brokers: "h1:9092,h2:9092".into(),
+        topic: Template::compile("{topic}")?,
+        key: None,
+        compression: "zstd".into(),
+        acks: Acks::All,
+        create_topics: false,
+        default_topic: "orphans".into(),
+        librdkafka: [("linger.ms", "20"), ("security.protocol", "ssl")]
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .into(),
+    };
+    assert_eq!(config.sinks[0].kind, SinkKind::Kafka(defaults));
+    let keyed = KafkaConfig {
+        brokers: "h1:9092".into(),
+        topic: Template::compile("logs.{topic}")?,
+        key: Some(Template::compile("{pod}")?),
+        compression: "lz4".into(),
+        acks: Acks::Leader,
+        create_topics: true,
+        default_topic: "logs.unknown".into(),
+        librdkafka: BTreeMap::new(),
+    };
+    assert_eq!(config.sinks[1].kind, SinkKind::Kafka(keyed));
+    Ok(())
+}
 
 #[test]
 fn a_bad_config_is_refused_naming_the_file_the_key_and_the_reason() -> TestResult {

@@ -15,7 +15,7 @@ use crate::decode::{DecodeError, Message, Stream};
 use crate::kube::{FragmentOptions, LogFileInfo, PodMeta, render_fragment};
 use crate::parse::{self, Parser, ParserSet};
 use crate::record::{Flags, Record, Shape};
-use crate::route::{Placeholder, Template, is_valid_topic};
+use crate::route::{RouteValues, Template, is_valid_topic};
 
 /// How records are built, fixed at start-up from `[kubernetes]` and `[route]`.
 #[derive(Debug, Clone)]
@@ -59,8 +59,9 @@ pub struct EnrichSettings {
 pub struct FileContext {
     /// The `kubernetes` object, rendered; `None` for a file off the kubelet's naming.
     pub kubernetes: Option<String>,
-    /// The routing tag of every record of the file.
-    pub topic: Arc<str>,
+    /// What the file's templates are filled from, its routing tag (every record's
+    /// `topic`) included; shared by every chunk of the file.
+    pub route: Arc<RouteValues>,
     /// What the pod's annotations say of each stream: stdout, then stderr.
     pub streams: [StreamRules; 2],
     /// Things worth a word in shiplog's own log, once per pod: unknown parser names,
@@ -125,7 +126,10 @@ impl Enricher {
         let Some(info) = info else {
             return FileContext {
                 kubernetes: None,
-                topic: self.default_topic.clone(),
+                route: Arc::new(RouteValues {
+                    topic: self.default_topic.clone(),
+                    ..RouteValues::default()
+                }),
                 streams: Default::default(),
                 warnings: Vec::new(),
                 illegal_topic: false,
@@ -154,9 +158,17 @@ impl Enricher {
         // Both streams usually read the same annotation: say it once.
         warnings.dedup();
 
+        let mut route = RouteValues {
+            topic: Arc::from(""),
+            namespace: info.namespace.clone(),
+            pod: info.pod_name.clone(),
+            container: info.container_name.clone(),
+            labels: pod.map(|p| p.labels.clone()).unwrap_or_default(),
+            annotations: pod.map(|p| p.annotations.clone()).unwrap_or_default(),
+        };
         let topic = match steering.topic() {
             Some(found) => Some(found.value.to_owned()),
-            None => self.fill_topic(info, pod),
+            None => self.topic.render(&route),
         };
         let illegal_topic = topic.as_deref().is_some_and(|topic| !is_valid_topic(topic));
         let topic = match topic {
@@ -170,23 +182,14 @@ impl Enricher {
             }
             None => self.default_topic.clone(),
         };
+        route.topic = topic;
         FileContext {
             kubernetes: Some(render_fragment(info, pod, self.fragment)),
-            topic,
+            route: Arc::new(route),
             streams,
             warnings,
             illegal_topic,
         }
-    }
-
-    fn fill_topic(&self, info: &LogFileInfo, pod: Option<&PodMeta>) -> Option<String> {
-        self.topic.fill(|placeholder| match placeholder {
-            Placeholder::Namespace => Some(info.namespace.as_str()),
-            Placeholder::Pod => Some(info.pod_name.as_str()),
-            Placeholder::Container => Some(info.container_name.as_str()),
-            Placeholder::Label(key) => pod?.labels.get(key).map(String::as_str),
-            Placeholder::Annotation(key) => pod?.annotations.get(key).map(String::as_str),
-        })
     }
 
     fn stream_rules(
@@ -253,7 +256,7 @@ impl Enricher {
             log: &log,
             data,
             kubernetes: context.kubernetes.as_deref(),
-            topic: &context.topic,
+            topic: &context.route.topic,
             flags: Flags {
                 truncated: message.truncated,
                 partial: message.partial,
@@ -319,7 +322,7 @@ impl Enricher {
             log: &log,
             data: None,
             kubernetes: context.kubernetes.as_deref(),
-            topic: &context.topic,
+            topic: &context.route.topic,
             flags: Flags {
                 invalid_utf8: matches!(log, Cow::Owned(_)),
                 ..flags

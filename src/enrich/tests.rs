@@ -112,7 +112,7 @@ fn exclusion_and_unknown_parsers_are_worked_out_once_per_file() {
     assert!(!context.all_excluded());
     assert!(context.stream(Stream::Stdout).parser.is_none());
     assert_eq!(
-        &*context.topic, "unknown",
+        &*context.route.topic, "unknown",
         "an illegal topic falls back to the default"
     );
     assert_eq!(context.warnings.len(), 2, "{:?}", context.warnings);
@@ -128,7 +128,7 @@ fn the_topic_annotation_overrides_the_template() {
     let enricher = enricher(true, true, "{namespace}");
     let pod = annotated(&[("fluentbit.io/topic", "audit-logs")]);
     assert_eq!(
-        &*enricher.context(Some(&info()), Some(&pod)).topic,
+        &*enricher.context(Some(&info()), Some(&pod)).route.topic,
         "audit-logs"
     );
 }
@@ -217,13 +217,19 @@ fn a_record_carries_time_stream_kubernetes_and_topic() {
 fn topics_come_from_the_template_or_fall_back_to_the_default() {
     let by_label = enricher(true, true, "logs-{label.team}");
     assert_eq!(
-        &*by_label.context(Some(&info()), Some(&pod())).topic,
+        &*by_label.context(Some(&info()), Some(&pod())).route.topic,
         "logs-payments"
     );
-    assert_eq!(&*by_label.context(Some(&info()), None).topic, "unknown");
+    assert_eq!(
+        &*by_label.context(Some(&info()), None).route.topic,
+        "unknown"
+    );
     let plain = enricher(true, true, "{namespace}");
     let unnamed = plain.context(None, None);
-    assert_eq!((&*unnamed.topic, unnamed.kubernetes), ("unknown", None));
+    assert_eq!(
+        (&*unnamed.route.topic, unnamed.kubernetes),
+        ("unknown", None)
+    );
 }
 
 #[test]

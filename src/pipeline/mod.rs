@@ -32,7 +32,7 @@ use crate::enrich::{EnrichSettings, Enricher};
 use crate::kube::{ApiSettings, FragmentOptions, Metadata, PodIndex};
 use crate::metrics::Metrics;
 use crate::parse::{ParserError, ParserSet};
-use crate::route::Template;
+use crate::route::{Placeholder, Template};
 use crate::server;
 use crate::sink::task::{SinkFailed, SinkStats, SinkTask};
 use crate::sink::{BatchLimits, Rendered, Sink};
@@ -97,9 +97,9 @@ pub async fn run(config: &Config, mode: Mode) -> Result<Summary, RunError> {
     let enricher = enricher(config)?;
     let files = FileSet::new(&config.tail.include, &config.tail.exclude)
         .map_err(|e| ConfigError::new(&config.source, "tail", e.to_string()))?;
-    let sinks = open_sinks(config)?;
-    let (store, resume, first_start) = open_store(config)?;
     let metrics = Arc::new(Metrics::new());
+    let sinks = open_sinks(config, &metrics)?;
+    let (store, resume, first_start) = open_store(config)?;
     let _server = start_server(config, &metrics).await?;
     let budget = Arc::new(MemoryBudget::new(
         config.pipeline.memory_limit,
@@ -394,12 +394,12 @@ async fn start_server(config: &Config, metrics: &Arc<Metrics>) -> Result<AbortOn
     Ok(AbortOnDrop(Some(task)))
 }
 
-fn open_sinks(config: &Config) -> Result<Vec<(String, Sink)>, ConfigError> {
+fn open_sinks(config: &Config, metrics: &Arc<Metrics>) -> Result<Vec<(String, Sink)>, ConfigError> {
     config
         .sinks
         .iter()
         .map(|sink| {
-            let opened = Sink::open(sink).map_err(|e| {
+            let opened = Sink::open(sink, metrics).map_err(|e| {
                 ConfigError::new(&config.source, format!("sinks.{}", e.name), e.reason)
             })?;
             Ok((sink.name.clone(), opened))
@@ -488,6 +488,10 @@ fn enricher(config: &Config) -> Result<Enricher, RunError> {
     let kube = &config.kubernetes;
     let topic = Template::compile(&config.route.topic)
         .map_err(|e| ConfigError::new(&config.source, "route.topic", e.to_string()))?;
+    if topic.uses(&Placeholder::Topic) {
+        let reason = "{topic} is what this template makes; it cannot use itself";
+        return Err(ConfigError::new(&config.source, "route.topic", reason).into());
+    }
     Ok(Enricher::new(EnrichSettings {
         merge_log: kube.merge_log,
         merge_log_key: kube.merge_log_key.clone(),

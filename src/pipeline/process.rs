@@ -417,7 +417,7 @@ impl<'a> ChunkWriter<'a> {
         *next_seq += 1;
         Rendered {
             ack,
-            topic: Arc::clone(&self.context.topic),
+            route: Arc::clone(&self.context.route),
             json: self.json,
             ends: self.ends,
         }

@@ -3,13 +3,16 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::route::RouteValues;
+
 /// Records rendered from one chunk of one file: the unit of acknowledgement.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rendered {
     /// Who to tell when this chunk is delivered; opaque to sinks.
     pub ack: AckId,
-    /// The routing tag of every record here (one file, one pod).
-    pub topic: Arc<str>,
+    /// What sinks' templates are filled from, the routing tag of every record here
+    /// included (one file, one pod, so one set of values per chunk).
+    pub route: Arc<RouteValues>,
     /// The records, each a JSON object followed by `\n`.
     pub json: Vec<u8>,
     /// Where each record's `\n` is in `json`: record `i` is `json[ends[i-1]+1 .. ends[i]]`.
@@ -122,7 +125,7 @@ mod tests {
                 end_offset: 0,
                 bytes: 0,
             },
-            topic: Arc::from("t"),
+            route: Arc::default(),
             json,
             ends,
         })

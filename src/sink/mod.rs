@@ -7,6 +7,7 @@
 
 pub mod batch;
 mod file;
+mod kafka;
 pub mod retry;
 mod stdout;
 pub mod task;
@@ -17,7 +18,10 @@ use crate::config::{SinkConfig, SinkKind};
 
 pub use batch::{AckId, Batch, BatchLimits, Rendered};
 pub use file::FileSink;
+pub use kafka::{KafkaSink, MISSING_TOPIC_RECHECK};
 pub use stdout::StdoutSink;
+
+use crate::metrics::Metrics;
 
 /// A destination. A closed set: adding one means adding a variant and a file.
 #[derive(Debug)]
@@ -28,6 +32,16 @@ pub enum Sink {
     File(FileSink),
     /// Discards records and acknowledges them at once (benchmarks).
     Null,
+    /// Each record one message to a Kafka topic.
+    Kafka(Box<KafkaSink>),
+}
+
+/// A batch delivered: every record is where it belongs, or refused for good.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sent {
+    /// Records the destination refused for good (too large, say): not delivered, never
+    /// retried, counted in `shiplog_records_failed_total` and logged by the sink.
+    pub rejected: usize,
 }
 
 /// Why a batch was not delivered.
@@ -53,8 +67,12 @@ pub struct OpenError {
 }
 
 impl Sink {
-    /// Sets up the sink `config` describes.
-    pub fn open(config: &SinkConfig) -> Result<Sink, OpenError> {
+    /// Sets up the sink `config` describes; it counts what is its own in `metrics`.
+    pub fn open(config: &SinkConfig, metrics: &Arc<Metrics>) -> Result<Sink, OpenError> {
+        let failed = |reason| OpenError {
+            name: config.name.clone(),
+            reason,
+        };
         match &config.kind {
             SinkKind::Stdout => Ok(Sink::Stdout(StdoutSink::new())),
             SinkKind::File { path } => {
@@ -66,17 +84,22 @@ impl Sink {
                     })
             }
             SinkKind::Null => Ok(Sink::Null),
+            SinkKind::Kafka(kafka) => KafkaSink::open(kafka, Arc::clone(metrics), &config.name)
+                .map(|sink| Sink::Kafka(Box::new(sink)))
+                .map_err(failed),
         }
     }
 
     /// Delivers `batch`; `Ok` means durably delivered, as far as this destination allows.
-    pub async fn send(&mut self, batch: &Batch) -> Result<(), SendError> {
+    pub async fn send(&mut self, batch: &Batch) -> Result<Sent, SendError> {
         match self {
             // Local writes of one batch are short; block_in_place keeps other tasks running.
             Sink::Stdout(sink) => tokio::task::block_in_place(|| sink.send(batch)),
             Sink::File(sink) => tokio::task::block_in_place(|| sink.send(batch)),
             Sink::Null => Ok(()),
+            Sink::Kafka(sink) => return sink.send(batch).await,
         }
+        .map(|()| Sent::default())
     }
 }
 

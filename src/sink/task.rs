@@ -46,6 +46,8 @@ pub struct SinkStats {
     pub name: String,
     /// Records delivered.
     pub records: u64,
+    /// Records the destination refused for good (acknowledged, not delivered).
+    pub rejected: u64,
     /// Failed attempts that were retried.
     pub retries: u64,
 }
@@ -100,9 +102,9 @@ impl SinkTask {
         if batch.is_empty() {
             return Ok(());
         }
-        loop {
+        let sent = loop {
             match self.sink.send(batch).await {
-                Ok(()) => break,
+                Ok(sent) => break sent,
                 Err(SendError::Retry(reason)) => {
                     stats.retries += 1;
                     self.metrics.sink_retries.get_or_create(&self.label()).inc();
@@ -118,13 +120,19 @@ impl SinkTask {
                     return Err(self.failed(reason));
                 }
             }
-        }
+        };
         backoff.reset();
-        stats.records += batch.events() as u64;
+        let delivered = (batch.events() - sent.rejected) as u64;
+        stats.records += delivered;
+        stats.rejected += sent.rejected as u64;
         self.metrics
             .records_sent
             .get_or_create(&self.label())
-            .inc_by(batch.events() as u64);
+            .inc_by(delivered);
+        self.metrics
+            .records_failed
+            .get_or_create(&self.label())
+            .inc_by(sent.rejected as u64);
         let chunks = batch.take();
         self.delivered
             .send(chunks)

@@ -1,0 +1,303 @@
+//! The `kafka` sink: each record one message, counted delivered only on its delivery report.
+//!
+//! One librdkafka producer per sink (idempotent with `acks = all`, so its own retries
+//! neither duplicate nor reorder). A batch is enqueued record by record; a full local queue
+//! waits for the oldest delivery report (backpressure, not loss). The batch is delivered
+//! only once every record's report says so; a failed attempt is retried by the sink task,
+//! and the retry sends only the records not yet delivered, so a partial failure repeats
+//! nothing.
+//!
+//! Topics that do not exist: librdkafka reports them after
+//! `topic.metadata.propagation.max.ms` (30 s by default), or at once when it already knows.
+//! Their records then go to `default_topic`, counted in
+//! `shiplog_kafka_rerouted_records_total`, and the topic is tried again every
+//! [`MISSING_TOPIC_RECHECK`], so one namespace without a topic never holds back the others
+//! for longer than that first wait. With `create_topics = true` the brokers are asked to
+//! create it (librdkafka's `allow.auto.create.topics`; the brokers must allow it).
+//!
+//! A record the brokers can never take (larger than `message.max.bytes`) is counted in
+//! `shiplog_records_failed_total`, logged with its topic and size, and not retried: it
+//! would otherwise hold back every record behind it for ever.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::future_producer::OwnedDeliveryResult;
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+
+use super::{AckId, Batch, SendError, Sent};
+use crate::config::{Acks, KafkaConfig};
+use crate::metrics::{Metrics, SinkLabel};
+use crate::route::{RouteValues, Template};
+
+/// How long a topic the cluster said does not exist is left alone before its records are
+/// sent to it again (it may have been created meanwhile).
+pub const MISSING_TOPIC_RECHECK: Duration = Duration::from_secs(300);
+
+/// Sends batches to Kafka.
+pub struct KafkaSink {
+    producer: FutureProducer,
+    /// Kept to build a new producer when librdkafka reports the old one unusable.
+    client: ClientConfig,
+    topic: Template,
+    key: Option<Template>,
+    default_topic: String,
+    /// Topics the cluster said do not exist, and when it said so.
+    missing: HashMap<String, Instant>,
+    /// The batch being sent and which of its records are delivered, across retries.
+    progress: Option<Progress>,
+    metrics: Arc<Metrics>,
+    label: SinkLabel,
+}
+
+impl std::fmt::Debug for KafkaSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaSink")
+            .field("topic", &self.topic.to_string())
+            .field("default_topic", &self.default_topic)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Which records of one batch are delivered. A batch is known by its first chunk and its
+/// size: the sink task sends the same batch again until it goes through.
+#[derive(Debug)]
+struct Progress {
+    batch: (AckId, usize),
+    delivered: Vec<bool>,
+    /// Records the brokers refused for good: acknowledged, counted as failed.
+    rejected: usize,
+}
+
+/// How one record's attempt ended.
+enum Outcome {
+    Delivered,
+    /// Never deliverable: give up on this record alone.
+    Rejected(String),
+    /// Its topic does not exist.
+    MissingTopic(String),
+    /// Try again later.
+    Retry(String),
+    /// The producer is unusable: build a new one, then try again.
+    Fatal(String),
+}
+
+impl KafkaSink {
+    /// A producer for `config`; librdkafka checks every property here, so a misspelt one
+    /// fails at start-up.
+    pub fn open(config: &KafkaConfig, metrics: Arc<Metrics>, name: &str) -> Result<Self, String> {
+        let client = client_config(config);
+        let producer = create(&client)?;
+        Ok(KafkaSink {
+            producer,
+            client,
+            topic: config.topic.clone(),
+            key: config.key.clone(),
+            default_topic: config.default_topic.clone(),
+            missing: HashMap::new(),
+            progress: None,
+            metrics,
+            label: SinkLabel {
+                sink: name.to_owned(),
+            },
+        })
+    }
+
+    /// Sends every record of `batch` not yet delivered and waits for their reports.
+    pub async fn send(&mut self, batch: &Batch) -> Result<Sent, SendError> {
+        let identity = (batch.chunks()[0].ack, batch.events());
+        let mut progress = match self.progress.take() {
+            Some(progress) if progress.batch == identity => progress,
+            _ => Progress {
+                batch: identity,
+                delivered: vec![false; batch.events()],
+                rejected: 0,
+            },
+        };
+        let mut failure = None;
+        let mut pending: VecDeque<(usize, String, DeliveryFuture)> = VecDeque::new();
+        let mut index = 0;
+        for chunk in batch.chunks() {
+            let topic = self.topic_of(&chunk.route, chunk.ends.len());
+            let key = self.key.as_ref().and_then(|key| key.render(&chunk.route));
+            for record in chunk.records() {
+                if !progress.delivered[index] {
+                    let mut message = FutureRecord::to(&topic).payload(record);
+                    if let Some(key) = &key {
+                        message = message.key(key.as_str());
+                    }
+                    loop {
+                        match self.producer.send_result(message) {
+                            Ok(future) => {
+                                pending.push_back((index, topic.clone(), future));
+                                break;
+                            }
+                            Err((
+                                KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull),
+                                m,
+                            )) => {
+                                message = m;
+                                match pending.pop_front() {
+                                    Some((i, topic, future)) => {
+                                        let outcome = settle(future.await);
+                                        self.note(outcome, i, &topic, &mut progress, &mut failure);
+                                    }
+                                    None => tokio::time::sleep(Duration::from_millis(10)).await,
+                                }
+                            }
+                            Err((error, _)) => {
+                                let outcome = classify(&error);
+                                self.note(outcome, index, &topic, &mut progress, &mut failure);
+                                break;
+                            }
+                        }
+                    }
+                }
+                index += 1;
+            }
+        }
+        while let Some((i, topic, future)) = pending.pop_front() {
+            let outcome = settle(future.await);
+            self.note(outcome, i, &topic, &mut progress, &mut failure);
+        }
+        match failure {
+            None => Ok(Sent {
+                rejected: progress.rejected,
+            }),
+            Some(reason) => {
+                self.progress = Some(progress);
+                Err(SendError::Retry(reason))
+            }
+        }
+    }
+
+    /// The topic of a chunk's records: the template filled, unless the cluster said that
+    /// topic does not exist (lately) or the template cannot be filled.
+    fn topic_of(&mut self, route: &RouteValues, records: usize) -> String {
+        let topic = self.topic.render(route);
+        if let Some(topic) = &topic
+            && let Some(since) = self.missing.get(topic)
+            && since.elapsed() >= MISSING_TOPIC_RECHECK
+        {
+            self.missing.remove(topic);
+        }
+        match topic {
+            Some(topic) if !self.missing.contains_key(&topic) => topic,
+            _ => {
+                self.metrics
+                    .kafka_rerouted_records
+                    .get_or_create(&self.label)
+                    .inc_by(records as u64);
+                self.default_topic.clone()
+            }
+        }
+    }
+
+    /// Records how one record's attempt ended.
+    fn note(
+        &mut self,
+        outcome: Outcome,
+        index: usize,
+        topic: &str,
+        progress: &mut Progress,
+        failure: &mut Option<String>,
+    ) {
+        match outcome {
+            Outcome::Delivered => progress.delivered[index] = true,
+            Outcome::Rejected(reason) => {
+                tracing::error!(sink = %self.label.sink, topic, %reason, "record refused for good; not retried");
+                progress.delivered[index] = true;
+                progress.rejected += 1;
+            }
+            Outcome::MissingTopic(reason) if topic == self.default_topic => {
+                failure.get_or_insert(format!(
+                    "default_topic {topic:?} does not exist either: {reason}"
+                ));
+            }
+            Outcome::MissingTopic(reason) => {
+                if self
+                    .missing
+                    .insert(topic.to_owned(), Instant::now())
+                    .is_none()
+                {
+                    tracing::warn!(
+                        sink = %self.label.sink, topic, default_topic = %self.default_topic, %reason,
+                        "topic does not exist; its records go to default_topic (create it, or set create_topics = true)"
+                    );
+                }
+                failure.get_or_insert(format!("topic {topic:?} does not exist"));
+            }
+            Outcome::Retry(reason) => {
+                failure.get_or_insert(reason);
+            }
+            Outcome::Fatal(reason) => {
+                tracing::error!(sink = %self.label.sink, %reason, "producer failed; starting a new one");
+                match create(&self.client) {
+                    Ok(producer) => self.producer = producer,
+                    Err(error) => {
+                        tracing::error!(sink = %self.label.sink, %error, "no new producer")
+                    }
+                }
+                failure.get_or_insert(reason);
+            }
+        }
+    }
+}
+
+/// The producer's properties: ours from the sink's keys, then the passthrough (which the
+/// config has already checked sets none of ours).
+fn client_config(config: &KafkaConfig) -> ClientConfig {
+    let mut client = ClientConfig::new();
+    let acks = match config.acks {
+        Acks::All => "all",
+        Acks::Leader => "1",
+        Acks::None => "0",
+    };
+    client
+        .set("bootstrap.servers", &config.brokers)
+        .set("client.id", "shiplog")
+        .set("compression.codec", &config.compression)
+        .set("acks", acks)
+        .set("enable.idempotence", (config.acks == Acks::All).to_string())
+        .set("allow.auto.create.topics", config.create_topics.to_string());
+    for (property, value) in &config.librdkafka {
+        client.set(property, value);
+    }
+    client
+}
+
+fn create(client: &ClientConfig) -> Result<FutureProducer, String> {
+    client.create().map_err(|error| match error {
+        KafkaError::ClientCreation(reason) => reason,
+        other => other.to_string(),
+    })
+}
+
+/// What a delivery report says.
+fn settle<Canceled>(report: Result<OwnedDeliveryResult, Canceled>) -> Outcome {
+    match report {
+        Ok(Ok(_)) => Outcome::Delivered,
+        Ok(Err((error, _))) => classify(&error),
+        Err(_) => Outcome::Retry("the producer dropped the message".to_owned()),
+    }
+}
+
+/// librdkafka's error codes sorted by what to do about them: the few that mean "never" or
+/// "no such topic" or "new producer"; everything else (broker down, timeouts, leader
+/// changes, throttling) is worth another try.
+fn classify(error: &KafkaError) -> Outcome {
+    let reason = error.to_string();
+    match error.rdkafka_error_code() {
+        Some(RDKafkaErrorCode::MessageSizeTooLarge | RDKafkaErrorCode::InvalidMessageSize) => {
+            Outcome::Rejected(reason)
+        }
+        Some(RDKafkaErrorCode::UnknownTopic | RDKafkaErrorCode::UnknownTopicOrPartition) => {
+            Outcome::MissingTopic(reason)
+        }
+        Some(RDKafkaErrorCode::Fatal) => Outcome::Fatal(reason),
+        _ => Outcome::Retry(reason),
+    }
+}

@@ -1,0 +1,247 @@
+//! End to end: the real binary ships to Kafka, here librdkafka's mock cluster (the real
+//! Kafka protocol over 127.0.0.1 sockets, in this test process), and a real consumer
+//! reads back what arrived.
+
+mod util;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::DefaultProducerContext;
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use serde_json::Value;
+use util::{Node, Running, append, numbered_line, run_once, wait_until};
+
+const PARTITIONS: i32 = 3;
+
+/// A mock cluster of three brokers with `topics` created.
+fn cluster(topics: &[&str]) -> MockCluster<'static, DefaultProducerContext> {
+    let cluster = MockCluster::new(3).expect("mock cluster");
+    for topic in topics {
+        cluster
+            .create_topic(topic, PARTITIONS, 1)
+            .expect("create topic");
+    }
+    cluster
+}
+
+/// One message as read back: its partition, key and record.
+#[derive(Debug, Clone)]
+struct Received {
+    partition: i32,
+    key: Option<String>,
+    record: Value,
+}
+
+impl Received {
+    /// The `(file, seq)` a numbered line carries in its `log`.
+    fn numbered(&self) -> (usize, usize) {
+        let log = self.record["log"].as_str().expect("log");
+        let (file, seq) = log.split_once(':').expect("numbered line");
+        (file.parse().expect("file"), seq.parse().expect("sequence"))
+    }
+}
+
+/// Reads `topics` from the beginning until `expected` messages arrived in all (or a
+/// minute passed); returns them by topic, in partition order.
+fn consume(brokers: &str, topics: &[&str], expected: usize) -> BTreeMap<String, Vec<Received>> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "shiplog-test")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut assignment = TopicPartitionList::new();
+    for topic in topics {
+        for partition in 0..PARTITIONS {
+            assignment
+                .add_partition_offset(topic, partition, Offset::Beginning)
+                .expect("partition");
+        }
+    }
+    consumer.assign(&assignment).expect("assign");
+    let mut received: BTreeMap<String, Vec<Received>> = BTreeMap::new();
+    let mut count = 0;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while count < expected && Instant::now() < deadline {
+        let Some(message) = consumer.poll(Duration::from_millis(100)) else {
+            continue;
+        };
+        let message = message.expect("a message, not an error");
+        let record = serde_json::from_slice(message.payload().expect("payload")).expect("JSON");
+        received
+            .entry(message.topic().to_owned())
+            .or_default()
+            .push(Received {
+                partition: message.partition(),
+                key: message
+                    .key()
+                    .map(|key| String::from_utf8_lossy(key).into_owned()),
+                record,
+            });
+        count += 1;
+    }
+    received
+}
+
+fn lines(file: usize, seqs: std::ops::Range<usize>) -> String {
+    seqs.map(|seq| numbered_line(file, seq)).collect()
+}
+
+/// The `[sinks.bus]` table of a Kafka sink on `brokers`, with `extra` lines.
+fn kafka_sink(brokers: &str, extra: &str) -> String {
+    format!("type = \"kafka\"\nbrokers = \"{brokers}\"\n{extra}")
+}
+
+/// The committed offset of every file in the state database, by path; empty while
+/// shiplog has not created its table yet.
+fn committed_offsets(state: &Path) -> BTreeMap<String, u64> {
+    let read = || -> rusqlite::Result<BTreeMap<String, u64>> {
+        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
+        let db = rusqlite::Connection::open_with_flags(state, flags)?;
+        let mut query = db.prepare("SELECT path, file_offset FROM checkpoints")?;
+        let rows = query.query_map([], |row| {
+            let path: Vec<u8> = row.get(0)?;
+            let offset: i64 = row.get(1)?;
+            Ok((
+                String::from_utf8_lossy(&path).into_owned(),
+                offset.unsigned_abs(),
+            ))
+        })?;
+        rows.collect()
+    };
+    read().unwrap_or_default()
+}
+
+#[test]
+fn records_of_three_namespaces_land_in_three_topics_each_pod_in_order_in_one_partition() {
+    let cluster = cluster(&["shop", "payments", "audit"]);
+    let brokers = cluster.bootstrap_servers();
+    let node = Node::new();
+    // (namespace, pod, lines): file numbers are the index.
+    let pods = [
+        ("shop", "web-1", 400),
+        ("shop", "web-2", 300),
+        ("payments", "api-1", 250),
+        ("audit", "recorder-1", 50),
+    ];
+    for (file, (namespace, pod, count)) in pods.iter().enumerate() {
+        node.container_log(namespace, pod, "app", lines(file, 0..*count).as_bytes());
+    }
+    let config = node.config(&[("sinks.bus", &kafka_sink(&brokers, "key = \"{pod}\""))]);
+    let output = run_once(&config);
+    assert!(output.status.success(), "{}", util::stderr(&output));
+
+    let total = pods.iter().map(|(_, _, n)| n).sum();
+    let received = consume(&brokers, &["shop", "payments", "audit"], total);
+    let counts: BTreeMap<&str, usize> = received
+        .iter()
+        .map(|(topic, messages)| (topic.as_str(), messages.len()))
+        .collect();
+    assert_eq!(
+        counts,
+        BTreeMap::from([("audit", 50), ("payments", 250), ("shop", 700)])
+    );
+    for (file, (namespace, pod, count)) in pods.iter().enumerate() {
+        let mine: Vec<&Received> = received[*namespace]
+            .iter()
+            .filter(|m| m.key.as_deref() == Some(*pod))
+            .collect();
+        let partitions: std::collections::BTreeSet<i32> =
+            mine.iter().map(|m| m.partition).collect();
+        assert_eq!(partitions.len(), 1, "{pod}: one key, one partition");
+        let seqs: Vec<(usize, usize)> = mine.iter().map(|m| m.numbered()).collect();
+        let expected: Vec<(usize, usize)> = (0..*count).map(|seq| (file, seq)).collect();
+        assert_eq!(seqs, expected, "{pod}: every line once, in order");
+        assert_eq!(mine[0].record["topic"], *namespace);
+        assert_eq!(mine[0].record["kubernetes"]["pod_name"], *pod);
+    }
+    // The file sink beside it got the same records: both acknowledged before the commit.
+    assert_eq!(node.records().len(), total);
+}
+
+#[test]
+fn a_cluster_down_for_20_s_holds_the_offsets_back_and_loses_nothing() {
+    let cluster = cluster(&["shop"]);
+    let brokers = cluster.bootstrap_servers();
+    let node = Node::new();
+    let path = node.container_log("shop", "web-1", "app", lines(0, 0..500).as_bytes());
+    let config = node.config(&[
+        ("sinks.bus", &kafka_sink(&brokers, "")),
+        ("tail", "rescan_interval = \"200ms\""),
+        ("state", "commit_interval = \"100ms\""),
+        ("pipeline", "batch_timeout = \"50ms\""),
+    ]);
+    let shiplog = Running::start(&config, &node.path("shiplog.log"));
+    let state = node.path("state.db");
+    let before = std::fs::metadata(&path).expect("log file").len();
+    wait_until(Duration::from_secs(30), "the first lines committed", || {
+        state.exists() && committed_offsets(&state).values().any(|&o| o == before)
+    });
+
+    cluster.broker_down(-1).expect("brokers down");
+    append(&path, &lines(0, 500..1000));
+    let outage = Instant::now();
+    while outage.elapsed() < Duration::from_secs(20) {
+        let offsets = committed_offsets(&state);
+        assert!(
+            offsets.values().all(|&offset| offset <= before),
+            "nothing committed past what Kafka acknowledged: {offsets:?} vs {before}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert_eq!(
+        node.records().len(),
+        1000,
+        "the file sink beside it has every line: only Kafka holds the offsets back"
+    );
+    cluster.broker_up(-1).expect("brokers up");
+
+    let after = std::fs::metadata(&path).expect("log file").len();
+    wait_until(Duration::from_secs(60), "the rest committed", || {
+        committed_offsets(&state).values().any(|&o| o == after)
+    });
+    assert!(shiplog.stop().success());
+    let received = consume(&brokers, &["shop"], 1000);
+    let mut seqs: Vec<usize> = received["shop"].iter().map(|m| m.numbered().1).collect();
+    assert_eq!(
+        seqs.len(),
+        1000,
+        "each line once: the producer is idempotent"
+    );
+    seqs.sort_unstable();
+    assert_eq!(seqs, (0..1000).collect::<Vec<_>>());
+}
+
+#[test]
+fn records_for_a_topic_that_does_not_exist_go_to_the_default_topic_unless_topics_may_be_created() {
+    let cluster = cluster(&["shop", "unknown"]);
+    let brokers = cluster.bootstrap_servers();
+    let node = Node::new();
+    node.container_log("shop", "web-1", "app", lines(0, 0..100).as_bytes());
+    node.container_log("ghost", "spook-1", "app", lines(1, 0..100).as_bytes());
+    // librdkafka waits this long before believing a topic does not exist (30 s by default).
+    let fast = "[sinks.bus.librdkafka]\n\"topic.metadata.propagation.max.ms\" = 500";
+    let config = node.config(&[("sinks.bus", &kafka_sink(&brokers, fast))]);
+    let output = run_once(&config);
+    assert!(output.status.success(), "{}", util::stderr(&output));
+    let received = consume(&brokers, &["shop", "unknown"], 200);
+    assert_eq!(received["shop"].len(), 100);
+    let rerouted = &received["unknown"];
+    assert_eq!(rerouted.len(), 100, "ghost's records, in the default topic");
+    assert!(rerouted.iter().all(|m| m.record["topic"] == "ghost"));
+    let log = util::stderr(&output);
+    assert!(log.contains("topic does not exist"), "{log}");
+
+    // Allowed to create topics, the brokers make "ghost" for the next records.
+    node.container_log("ghost", "spook-2", "app", lines(2, 0..100).as_bytes());
+    let creating = format!("create_topics = true\n{fast}");
+    let config = node.config(&[("sinks.bus", &kafka_sink(&brokers, &creating))]);
+    let output = run_once(&config);
+    assert!(output.status.success(), "{}", util::stderr(&output));
+    let received = consume(&brokers, &["ghost"], 100);
+    assert_eq!(received.get("ghost").map(Vec::len), Some(100));
+}
