@@ -7,7 +7,8 @@
 //! annotated with the nginx parser), 10 % plain text, pod metadata from a PodList file;
 //! docker and CRI formats, into the `null` and the `file` sink; median of 5 runs each.
 //! Options after `--`: `--pods N`, `--lines N`, `--runs N`, `--format docker|cri`,
-//! `--sink null|file`, `--memory-limit SIZE`. Under `cargo test` (no `--bench` argument) it runs a small smoke
+//! `--sink null|file|kafka`, `--memory-limit SIZE`. `--sink kafka` ships into librdkafka's
+//! mock cluster, started in this harness for each run (so its CPU is not shiplog's). Under `cargo test` (no `--bench` argument) it runs a small smoke
 //! workload once, so the harness itself stays working.
 
 use std::fmt::Write as _;
@@ -38,18 +39,16 @@ fn options() -> Options {
     };
     let number =
         |name: &str, default: usize| value(name).and_then(|v| v.parse().ok()).unwrap_or(default);
-    let pick = |name: &str, all: [&'static str; 2]| -> Vec<&'static str> {
-        match value(name) {
-            Some(v) => all.into_iter().filter(|x| x == v).collect(),
-            None => all.to_vec(),
-        }
+    let pick = |name: &str, all: &[&'static str], default: &[&'static str]| match value(name) {
+        Some(v) => all.iter().copied().filter(|x| x == v).collect(),
+        None => default.to_vec(),
     };
     Options {
         pods: number("--pods", if benching { 20 } else { 2 }),
         lines: number("--lines", if benching { 100_000 } else { 500 }),
         runs: number("--runs", if benching { 5 } else { 1 }),
-        formats: pick("--format", ["docker", "cri"]),
-        sinks: pick("--sink", ["null", "file"]),
+        formats: pick("--format", &["docker", "cri"], &["docker", "cri"]),
+        sinks: pick("--sink", &["null", "file", "kafka"], &["null", "file"]),
         memory_limit: value("--memory-limit").cloned(),
     }
 }
@@ -150,18 +149,34 @@ fn generate(root: &Path, options: &Options, format: &str) -> u64 {
             "file" => "type = \"file\"\npath = \"out.jsonl\"",
             _ => "type = \"null\"",
         };
-        let config = format!(
-            "[tail]\ninclude = [\"var/log/containers/*.log\"]\n[state]\npath = \"state.db\"\n\
-             [kubernetes]\nmetadata = \"file\"\npods_file = \"pods.json\"\n[server]\nlisten = \"\"\n\
-             [sinks.out]\n{sink_table}\n"
-        );
-        let config = match &options.memory_limit {
-            Some(limit) => format!("{config}[pipeline]\nmemory_limit = \"{limit}\"\n"),
-            None => config,
-        };
-        fs::write(root.join(format!("{sink}.toml")), config).expect("write config");
+        write_config(root, options, sink, sink_table);
     }
     bytes
+}
+
+/// Writes `SINK.toml`: the workload's files and PodList, records to `sink_table`.
+fn write_config(root: &Path, options: &Options, sink: &str, sink_table: &str) {
+    let config = format!(
+        "[tail]\ninclude = [\"var/log/containers/*.log\"]\n[state]\npath = \"state.db\"\n\
+         [kubernetes]\nmetadata = \"file\"\npods_file = \"pods.json\"\n[server]\nlisten = \"\"\n\
+         [sinks.out]\n{sink_table}\n"
+    );
+    let config = match &options.memory_limit {
+        Some(limit) => format!("{config}[pipeline]\nmemory_limit = \"{limit}\"\n"),
+        None => config,
+    };
+    fs::write(root.join(format!("{sink}.toml")), config).expect("write config");
+}
+
+/// One run into a fresh mock Kafka cluster (three brokers, the workload's one topic with
+/// three partitions), dropped after the run so its messages do not pile up in memory.
+fn run_kafka(root: &Path, options: &Options) -> Run {
+    let cluster = rdkafka::mocking::MockCluster::new(3).expect("mock cluster");
+    cluster.create_topic("bench", 3, 1).expect("topic");
+    let brokers = cluster.bootstrap_servers();
+    let sink_table = format!("type = \"kafka\"\nbrokers = \"{brokers}\"\nkey = \"{{pod}}\"");
+    write_config(root, options, "kafka", &sink_table);
+    run(root, "kafka")
 }
 
 struct Run {
@@ -245,7 +260,12 @@ fn main() {
         let bytes = generate(&root, &options, format);
         let lines = (options.pods * options.lines) as f64;
         for sink in &options.sinks {
-            let mut runs: Vec<Run> = (0..options.runs).map(|_| run(&root, sink)).collect();
+            let mut runs: Vec<Run> = (0..options.runs)
+                .map(|_| match *sink {
+                    "kafka" => run_kafka(&root, &options),
+                    _ => run(&root, sink),
+                })
+                .collect();
             if *sink == "file" {
                 // Every line is one whole record: none lost, none split by a flush timer.
                 let out = fs::read(root.join("out.jsonl")).expect("the file sink's output");

@@ -13,6 +13,7 @@ use shiplog::kube::PodIndex;
 use shiplog::parse::ParserSet;
 use shiplog::pipeline::{self, Mode, RunError};
 use shiplog::record::write_json_str;
+use shiplog::sink::Sink;
 use shiplog::tail::FileSet;
 
 /// A failure, sorted by the exit code it earns.
@@ -82,6 +83,15 @@ fn check(path: &std::path::Path) -> Result<(), Failure> {
             }
         }
     };
+    for sink in &config.sinks {
+        Sink::check(sink).map_err(|e| {
+            Failure::Config(ConfigError::new(
+                &config.source,
+                format!("sinks.{}", e.name),
+                e.reason,
+            ))
+        })?;
+    }
     let sinks: Vec<String> = config
         .sinks
         .iter()

@@ -19,6 +19,13 @@ pub struct SinkLabel {
     pub sink: String,
 }
 
+/// The `path` label.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PathLabel {
+    /// A file's path.
+    pub path: String,
+}
+
 /// The process's metrics and health. Cheap to share (`Arc`); every handle is atomic.
 #[derive(Debug)]
 pub struct Metrics {
@@ -57,6 +64,9 @@ pub struct Metrics {
     /// `shiplog_kafka_rerouted_records_total{sink}` (beyond CONTRACT): records a Kafka
     /// sink sent to its `default_topic` because their own topic does not exist.
     pub kafka_rerouted_records: Family<SinkLabel, Counter>,
+    /// `shiplog_tls_cert_expiry_timestamp_seconds{path}` (beyond CONTRACT): the notAfter of
+    /// each client certificate a sink uses, in Unix seconds.
+    pub tls_cert_expiry: Family<PathLabel, Gauge>,
     /// `shiplog_files_lag_bytes` (beyond CONTRACT): bytes written to followed files and not
     /// yet read, summed over the files.
     pub files_lag_bytes: Gauge,
@@ -89,6 +99,7 @@ impl Metrics {
             illegal_topics: Counter::default(),
             checkpoint_commit_failures: Counter::default(),
             kafka_rerouted_records: Family::default(),
+            tls_cert_expiry: Family::default(),
             files_lag_bytes: Gauge::default(),
             files_lag_max_bytes: Gauge::default(),
             process: ProcessGauges::default(),
@@ -188,6 +199,11 @@ impl Metrics {
             "kafka_rerouted_records",
             "Records a Kafka sink sent to its default_topic as their topic does not exist",
             metrics.kafka_rerouted_records.clone(),
+        );
+        r.register(
+            "tls_cert_expiry_timestamp_seconds",
+            "notAfter of each client certificate a sink uses, in Unix seconds",
+            metrics.tls_cert_expiry.clone(),
         );
         r.register(
             "files_lag_bytes",

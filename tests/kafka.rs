@@ -245,3 +245,91 @@ fn records_for_a_topic_that_does_not_exist_go_to_the_default_topic_unless_topics
     let received = consume(&brokers, &["ghost"], 100);
     assert_eq!(received.get("ghost").map(Vec::len), Some(100));
 }
+
+#[test]
+fn a_renewed_client_certificate_swaps_the_producer_without_losing_or_repeating_a_record() {
+    // The mock cluster speaks plaintext, and librdkafka reads TLS files only for TLS
+    // connections; the swap shows in the log and in the expiry gauge, and the records
+    // around it show that nothing was lost or sent twice.
+    let cluster = cluster(&["shop"]);
+    let brokers = cluster.bootstrap_servers();
+    let node = Node::new();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/tls");
+    let cert = node.path("tls.crt");
+    std::fs::copy(fixtures.join("client-1.crt"), &cert).expect("copy the certificate");
+    let path = node.container_log("shop", "web-1", "app", lines(0, 0..300).as_bytes());
+    let tls = format!(
+        "[sinks.bus.librdkafka]\n\"ssl.certificate.location\" = \"{}\"",
+        cert.display()
+    );
+    let config = node.config(&[
+        ("sinks.bus", &kafka_sink(&brokers, &tls)),
+        ("server", "listen = \"127.0.0.1:0\""),
+        ("state", "commit_interval = \"100ms\""),
+        ("pipeline", "batch_timeout = \"50ms\""),
+        ("tail", "rescan_interval = \"200ms\""),
+    ]);
+    let log = node.path("shiplog.log");
+    let shiplog = Running::start(&config, &log);
+    let address = util::server_address(&log);
+    let gauge = format!(
+        "shiplog_tls_cert_expiry_timestamp_seconds{{path=\"{}\"}}",
+        cert.display()
+    );
+    let expiry = || util::metric(&util::http_get(&address, "/metrics").1, &gauge);
+    let first = expiry().expect("the first certificate's expiry");
+    let state = node.path("state.db");
+    let size = |p: &Path| std::fs::metadata(p).expect("log file").len();
+    let before = size(&path);
+    wait_until(Duration::from_secs(30), "the first lines committed", || {
+        committed_offsets(&state).values().any(|&o| o == before)
+    });
+
+    // cert-manager's renewal, as a Secret volume does it: a new file renamed over.
+    let renewed = node.path("tls.crt.new");
+    std::fs::copy(fixtures.join("client-2.crt"), &renewed).expect("copy");
+    std::fs::rename(&renewed, &cert).expect("rename");
+    append(&path, &lines(0, 300..600));
+    let after = size(&path);
+    wait_until(Duration::from_secs(30), "the rest committed", || {
+        committed_offsets(&state).values().any(|&o| o == after)
+    });
+    assert_eq!(
+        expiry().map(|second| second - first),
+        Some(30.0 * 24.0 * 3600.0),
+        "the gauge shows the renewed certificate"
+    );
+    let text = std::fs::read_to_string(&log).expect("log");
+    assert_eq!(
+        text.matches("TLS files changed; a new producer takes over")
+            .count(),
+        1,
+        "{text}"
+    );
+    assert!(shiplog.stop().success());
+    let received = consume(&brokers, &["shop"], 600);
+    let seqs: Vec<usize> = received["shop"].iter().map(|m| m.numbered().1).collect();
+    let mut sorted = seqs.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, (0..600).collect::<Vec<_>>(), "each line once");
+}
+
+#[test]
+fn a_misspelt_librdkafka_property_fails_check_and_start_up_naming_the_sink_and_property() {
+    let node = Node::new();
+    let typo = "[sinks.bus.librdkafka]\n\"linger.msec\" = 5";
+    let config = node.config(&[("sinks.bus", &kafka_sink("127.0.0.1:9", typo))]);
+    let config_arg = config.to_str().expect("UTF-8");
+    for args in [
+        vec!["check", "--config", config_arg],
+        vec!["--config", config_arg, "--once"],
+    ] {
+        let output = util::shiplog(&args);
+        assert_eq!(output.status.code(), Some(1), "{args:?}");
+        let message = util::stderr(&output);
+        assert!(
+            message.contains("sinks.bus") && message.contains("linger.msec"),
+            "{args:?}: {message}"
+        );
+    }
+}

@@ -90,6 +90,24 @@ impl Sink {
         }
     }
 
+    /// Checks what can be checked of `config` without sending anything or touching a
+    /// destination: a Kafka sink's librdkafka properties (librdkafka refuses unknown
+    /// properties and bad values when a producer is built; it connects only later).
+    pub fn check(config: &SinkConfig) -> Result<(), OpenError> {
+        match &config.kind {
+            SinkKind::Kafka(kafka) => {
+                let metrics = Arc::new(Metrics::new());
+                KafkaSink::open(kafka, metrics, &config.name)
+                    .map(drop)
+                    .map_err(|reason| OpenError {
+                        name: config.name.clone(),
+                        reason,
+                    })
+            }
+            SinkKind::Stdout | SinkKind::File { .. } | SinkKind::Null => Ok(()),
+        }
+    }
+
     /// Delivers `batch`; `Ok` means durably delivered, as far as this destination allows.
     pub async fn send(&mut self, batch: &Batch) -> Result<Sent, SendError> {
         match self {

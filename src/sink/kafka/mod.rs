@@ -18,6 +18,13 @@
 //! A record the brokers can never take (larger than `message.max.bytes`) is counted in
 //! `shiplog_records_failed_total`, logged with its topic and size, and not retried: it
 //! would otherwise hold back every record behind it for ever.
+//!
+//! TLS files named in the librdkafka properties are looked at before each batch
+//! ([`tls`]); when one changed, a new producer takes over for the next batch. The old one
+//! has nothing left to deliver (each batch waits for all its reports), so the swap loses
+//! and repeats nothing.
+
+mod tls;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -28,9 +35,10 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::future_producer::OwnedDeliveryResult;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 
+use self::tls::TlsFiles;
 use super::{AckId, Batch, SendError, Sent};
 use crate::config::{Acks, KafkaConfig};
-use crate::metrics::{Metrics, SinkLabel};
+use crate::metrics::{Metrics, PathLabel, SinkLabel};
 use crate::route::{RouteValues, Template};
 
 /// How long a topic the cluster said does not exist is left alone before its records are
@@ -40,8 +48,12 @@ pub const MISSING_TOPIC_RECHECK: Duration = Duration::from_secs(300);
 /// Sends batches to Kafka.
 pub struct KafkaSink {
     producer: FutureProducer,
-    /// Kept to build a new producer when librdkafka reports the old one unusable.
+    /// Kept to build a new producer when librdkafka reports the old one unusable, or
+    /// when its TLS files change.
     client: ClientConfig,
+    tls: TlsFiles,
+    /// The TLS files changed and no new producer could be built yet.
+    renew_pending: bool,
     topic: Template,
     key: Option<Template>,
     default_topic: String,
@@ -91,9 +103,11 @@ impl KafkaSink {
     pub fn open(config: &KafkaConfig, metrics: Arc<Metrics>, name: &str) -> Result<Self, String> {
         let client = client_config(config);
         let producer = create(&client)?;
-        Ok(KafkaSink {
+        let sink = KafkaSink {
             producer,
             client,
+            tls: TlsFiles::new(&config.librdkafka),
+            renew_pending: false,
             topic: config.topic.clone(),
             key: config.key.clone(),
             default_topic: config.default_topic.clone(),
@@ -103,11 +117,56 @@ impl KafkaSink {
             label: SinkLabel {
                 sink: name.to_owned(),
             },
-        })
+        };
+        sink.publish_certificate_expiry();
+        Ok(sink)
+    }
+
+    /// Builds a new producer when a TLS file changed since the last batch. A new producer
+    /// that cannot be built (a certificate caught half-written) leaves the old one in use
+    /// and is tried again at the next batch.
+    fn renew_if_tls_changed(&mut self) {
+        self.renew_pending |= self.tls.changed();
+        if !self.renew_pending {
+            return;
+        }
+        match create(&self.client) {
+            Ok(producer) => {
+                tracing::info!(sink = %self.label.sink, "TLS files changed; a new producer takes over");
+                self.producer = producer;
+                self.renew_pending = false;
+                self.publish_certificate_expiry();
+            }
+            Err(reason) => {
+                tracing::warn!(sink = %self.label.sink, %reason, "TLS files changed but no new producer yet; the old one stays");
+            }
+        }
+    }
+
+    /// Sets the expiry gauge of the client certificate, when one is configured.
+    fn publish_certificate_expiry(&self) {
+        let Some((path, expiry)) = self.tls.certificate_expiry() else {
+            return;
+        };
+        match expiry {
+            Ok(seconds) => {
+                let label = PathLabel {
+                    path: path.display().to_string(),
+                };
+                self.metrics
+                    .tls_cert_expiry
+                    .get_or_create(&label)
+                    .set(seconds);
+            }
+            Err(reason) => {
+                tracing::warn!(sink = %self.label.sink, %reason, "no certificate expiry")
+            }
+        }
     }
 
     /// Sends every record of `batch` not yet delivered and waits for their reports.
     pub async fn send(&mut self, batch: &Batch) -> Result<Sent, SendError> {
+        self.renew_if_tls_changed();
         let identity = (batch.chunks()[0].ack, batch.events());
         let mut progress = match self.progress.take() {
             Some(progress) if progress.batch == identity => progress,
