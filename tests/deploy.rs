@@ -1080,23 +1080,25 @@ fn check_in_pod_layout(deployment: &Deployment) {
     // its keys as files. `check` reads the config and the parser folders; it opens
     // neither the state database nor the API, so the state folder (a hostPath on the
     // node) and the log folders need not exist here, and a cluster is not needed.
-    let pod_root = tempfile::tempdir().unwrap();
+    let pod_root = tempfile::tempdir().expect("temp dir");
     let config_path = deployment.config_path();
-    let config_dir = config_path.parent().unwrap();
+    let config_dir = config_path.parent().expect("a folder");
     for mount in deployment.container().volume_mounts.unwrap_or_default() {
         let Ok(below) = Path::new(&mount.mount_path).strip_prefix(config_dir) else {
             continue;
         };
         let here = pod_root.path().join(below);
-        fs::create_dir_all(&here).unwrap();
+        fs::create_dir_all(&here).expect("mkdir");
         let map = deployment.config_map_at(Path::new(&mount.mount_path));
         for (key, text) in map.data.unwrap_or_default() {
-            fs::write(here.join(key), text).unwrap();
+            fs::write(here.join(key), text).expect("write");
         }
     }
-    let config = pod_root.path().join(config_path.file_name().unwrap());
+    let config = pod_root
+        .path()
+        .join(config_path.file_name().expect("a file name"));
     let output = Command::new(env!("CARGO_BIN_EXE_shiplog"))
-        .args(["check", "--config", config.to_str().unwrap()])
+        .args(["check", "--config", config.to_str().expect("UTF-8")])
         .env_clear()
         .envs(pod_environment(deployment))
         .output()
