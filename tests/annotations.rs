@@ -109,10 +109,20 @@ fn annotations_pick_parsers_exclude_pods_and_route_topics() {
         .expect("open");
     file.write_all(cri("stdout", "more chatter").as_bytes())
         .expect("append");
-    let output = run_once(&config);
+    let output = Command::new(env!("CARGO_BIN_EXE_shiplog"))
+        .args(["--config", config.to_str().expect("UTF-8"), "--once"])
+        .env("RUST_LOG", "info")
+        .output()
+        .expect("shiplog runs");
+    assert!(output.status.success());
     assert_eq!(node.records().len(), before);
     let log = String::from_utf8_lossy(&output.stderr);
     assert!(!log.contains("ERROR"), "{log}");
+    // Only the appended line was read, and excluded: the 500 before it were committed.
+    assert!(
+        log.contains("\"lines\":1,") && log.contains("\"excluded\":1,"),
+        "{log}"
+    );
 }
 
 #[test]
