@@ -61,6 +61,7 @@ fn pod(annotations: &[(&str, &str)]) -> PodMeta {
             container_id: "083d9bf990343f866f3e0e4d119654496eb303904be884bdf612554304d22317".into(),
         }],
         owner: None,
+        namespace_labels: None,
     }
 }
 

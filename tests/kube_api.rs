@@ -262,3 +262,61 @@ fn readyz_says_ready_only_once_the_watch_has_listed_the_nodes_pods() {
     });
     running.stop();
 }
+
+#[test]
+fn namespace_labels_come_from_one_namespace_watch_when_asked_for() {
+    let server = KubeServer::start();
+    server.apply_namespace(kube_server::namespace("shop", &[("team", "payments")]));
+    server.apply(pod("shop", "web-1", NODE));
+    server.apply(pod("shop", "web-2", NODE));
+    let (node, _) = node_for(&server, "10s");
+    let kubernetes = format!(
+        "metadata = \"api\"\nnode_name = \"{NODE}\"\nkubeconfig = \"kubeconfig\"\n\
+         lookup_timeout = \"10s\"\nnamespace_labels = true"
+    );
+    let config = node.config(&[("kubernetes", &kubernetes)]);
+    let running = Running::start(&config, &node.path("stderr.log"));
+    // Files are opened once the namespaces are listed: a file opened before would carry
+    // no namespace labels (the pipeline never waits for them).
+    wait_until(WAIT, "the namespace watch", || {
+        server.requests(Request::NamespaceWatch) >= 1
+    });
+    node.container_log("shop", "web-1", "app", cri("first").as_bytes());
+    wait_until(WAIT, "web-1's record", || !node.records().is_empty());
+
+    // The namespace is relabelled: a file opened after the watch delivers it says so.
+    let sent = server.events_sent();
+    server.apply_namespace(kube_server::namespace("shop", &[("team", "checkout")]));
+    wait_until(WAIT, "the namespace's watch event", || {
+        server.events_sent() > sent
+    });
+    node.container_log("shop", "web-2", "app", cri("second").as_bytes());
+    wait_until(WAIT, "web-2's record", || node.records().len() >= 2);
+    running.stop();
+
+    let records = node.records();
+    let team =
+        |pod: &str| records_of(&records, pod)[0]["kubernetes"]["namespace_labels"]["team"].clone();
+    assert_eq!(team("web-1"), "payments");
+    assert_eq!(team("web-2"), "checkout");
+    assert!(is_full(records_of(&records, "web-2")[0]));
+    assert_eq!(server.requests(Request::NamespaceList), 1);
+    assert!(server.requests(Request::NamespaceWatch) >= 1);
+}
+
+#[test]
+fn without_namespace_labels_namespaces_are_not_watched_and_records_have_none() {
+    let server = KubeServer::start();
+    server.apply_namespace(kube_server::namespace("shop", &[("team", "payments")]));
+    server.apply(pod("shop", "web-1", NODE));
+    let (node, config) = node_for(&server, "10s");
+    node.container_log("shop", "web-1", "app", cri("first").as_bytes());
+    let running = Running::start(&config, &node.path("stderr.log"));
+    wait_until(WAIT, "web-1's record", || !node.records().is_empty());
+    running.stop();
+    let records = node.records();
+    assert!(is_full(&records[0]));
+    assert!(records[0]["kubernetes"].get("namespace_labels").is_none());
+    assert_eq!(server.requests(Request::NamespaceList), 0);
+    assert_eq!(server.requests(Request::NamespaceWatch), 0);
+}

@@ -127,6 +127,7 @@ pub(super) struct KubernetesFile {
     pub cache_capacity: usize,
     #[serde(deserialize_with = "deserialize_duration")]
     pub lookup_timeout: Duration,
+    pub namespace_labels: bool,
     pub merge_log: bool,
     pub merge_log_key: String,
     pub keep_log: bool,
@@ -145,6 +146,7 @@ impl Default for KubernetesFile {
             deleted_pod_grace: Duration::from_secs(5 * 60),
             cache_capacity: 4096,
             lookup_timeout: Duration::from_secs(1),
+            namespace_labels: false,
             merge_log: true,
             merge_log_key: "data".to_string(),
             keep_log: true,

@@ -143,6 +143,10 @@ pub struct KubernetesConfig {
     /// hold yet; after that they ship with what the file name carries, and the file picks
     /// the pod up when its watch event arrives. Zero: never wait. Default 1 s.
     pub lookup_timeout: Duration,
+    /// With `metadata = "api"`: watch namespaces too, and add each pod's namespace's
+    /// labels to its records as `kubernetes.namespace_labels`. Default false (one more
+    /// watch, on every namespace of the cluster).
+    pub namespace_labels: bool,
     /// Merge a JSON object payload into the record under `merge_log_key`. Default true.
     pub merge_log: bool,
     /// The key merged fields go under; not empty when `merge_log`. Default `data`.

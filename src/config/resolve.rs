@@ -220,6 +220,7 @@ fn kubernetes(file: KubernetesFile, origin: &Origin<'_>) -> Result<KubernetesCon
         deleted_pod_grace: file.deleted_pod_grace,
         cache_capacity: file.cache_capacity,
         lookup_timeout: file.lookup_timeout,
+        namespace_labels: file.namespace_labels,
         merge_log: file.merge_log,
         merge_log_key: file.merge_log_key,
         keep_log: file.keep_log,

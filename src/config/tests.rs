@@ -75,6 +75,7 @@ fn default_config(dir: &Path) -> Config {
             deleted_pod_grace: Duration::from_secs(300),
             cache_capacity: 4096,
             lookup_timeout: Duration::from_secs(1),
+            namespace_labels: false,
             merge_log: true,
             merge_log_key: "data".to_string(),
             keep_log: true,
@@ -136,6 +137,7 @@ include_annotations = true
 deleted_pod_grace = "5m"
 cache_capacity = 4096
 lookup_timeout = "1s"
+namespace_labels = false
 merge_log = true
 merge_log_key = "data"
 keep_log = true
@@ -197,6 +199,7 @@ fn every_section_can_be_overridden() -> TestResult {
         deleted_pod_grace = "0s"
         cache_capacity = 16
         lookup_timeout = "250ms"
+        namespace_labels = true
         merge_log = false
         merge_log_key = ""
         keep_log = false
@@ -254,6 +257,7 @@ fn every_section_can_be_overridden() -> TestResult {
             deleted_pod_grace: Duration::ZERO,
             cache_capacity: 16,
             lookup_timeout: Duration::from_millis(250),
+            namespace_labels: true,
             merge_log: false,
             merge_log_key: String::new(),
             keep_log: false,

@@ -6,6 +6,7 @@
 
 mod cache;
 mod log_path;
+mod namespaces;
 mod pod_meta;
 mod pods_file;
 mod watch;
@@ -14,6 +15,7 @@ use std::sync::Arc;
 
 pub use cache::{CacheWriter, PodCache, pod_cache};
 pub use log_path::LogFileInfo;
+pub use namespaces::{NamespaceLabels, watch_namespaces};
 pub use pod_meta::{ContainerMeta, FragmentOptions, Owner, PodMeta, render_fragment};
 pub use pods_file::{PodIndex, PodsFileError};
 pub use watch::{ApiSettings, ClientError, Lookups, client, start};

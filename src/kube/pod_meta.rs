@@ -5,6 +5,7 @@
 //! enriching a record is a copy of bytes (Fluent Bit's `lookup_pod_meta` does the same).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 use serde::Serialize;
@@ -30,6 +31,9 @@ pub struct PodMeta {
     pub containers: Vec<ContainerMeta>,
     /// The controlling owner, a ReplicaSet of a Deployment named as its Deployment.
     pub owner: Option<Owner>,
+    /// The labels of the pod's namespace, when `kubernetes.namespace_labels` asks for them
+    /// (shared by every pod of the namespace).
+    pub namespace_labels: Option<Arc<BTreeMap<String, String>>>,
 }
 
 /// The controller a pod belongs to.
@@ -133,6 +137,7 @@ impl PodMeta {
             annotations: meta.annotations.clone().unwrap_or_default(),
             containers,
             owner: Owner::of(pod),
+            namespace_labels: None,
         })
     }
 
@@ -198,6 +203,8 @@ struct Fragment<'a> {
     labels: Option<&'a BTreeMap<String, String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     annotations: Option<&'a BTreeMap<String, String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    namespace_labels: Option<&'a BTreeMap<String, String>>,
 }
 
 /// Renders the `kubernetes` object for the file `info` describes. With `pod = None` (not
@@ -235,6 +242,9 @@ pub fn render_fragment(
         annotations: pod
             .map(|p| &p.annotations)
             .filter(|a| options.annotations && !a.is_empty()),
+        namespace_labels: pod
+            .and_then(|p| p.namespace_labels.as_deref())
+            .filter(|l| !l.is_empty()),
     };
     // Serializing borrowed strings and string maps cannot fail; the fallback keeps the
     // record valid JSON even so.

@@ -21,6 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::PodMeta;
 use super::cache::{CacheWriter, PodCache, pod_cache};
+use super::namespaces::{NamespaceLabels, watch_namespaces};
 
 /// Why the API client could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +77,8 @@ pub struct ApiSettings {
     pub deleted_pod_grace: Duration,
     /// How long a miss waits for its GET.
     pub lookup_timeout: Duration,
+    /// Watch namespaces too, for `kubernetes.namespace_labels`.
+    pub namespace_labels: bool,
 }
 
 /// Starts the watch and the lookup task on the current runtime; returns the lookups handle
@@ -86,6 +89,9 @@ pub struct ApiSettings {
 /// delays the start by that bound only.
 pub async fn start(client: Client, settings: &ApiSettings) -> Lookups {
     let (cache, writer) = pod_cache(settings.capacity, settings.deleted_pod_grace);
+    let namespaces = settings
+        .namespace_labels
+        .then(|| watch_namespaces(client.clone()));
     let pods: Api<Pod> = Api::all(client.clone());
     let (listed, first_list) = oneshot::channel();
     tokio::spawn(watch(pods, settings.node_name.clone(), writer, listed));
@@ -103,6 +109,7 @@ pub async fn start(client: Client, settings: &ApiSettings) -> Lookups {
         cache,
         requests,
         timeout: settings.lookup_timeout,
+        namespaces,
     }
 }
 
@@ -203,12 +210,35 @@ pub struct Lookups {
     cache: PodCache,
     requests: mpsc::UnboundedSender<Lookup>,
     timeout: Duration,
+    /// Namespace labels, when `kubernetes.namespace_labels` asks for them.
+    namespaces: Option<NamespaceLabels>,
 }
 
 impl Lookups {
     /// The pod from the cache; on a miss one GET, waited for at most `lookup_timeout` (not
     /// at all while the API is known unreachable). Blocks: call it off the runtime.
     pub fn pod(&self, namespace: &str, name: &str) -> Option<Arc<PodMeta>> {
+        self.fetch(namespace, name)
+            .map(|meta| self.with_namespace_labels(meta))
+    }
+
+    /// The pod with its namespace's labels, when they are asked for and known: a copy of
+    /// the cached metadata, once per file opened.
+    fn with_namespace_labels(&self, meta: Arc<PodMeta>) -> Arc<PodMeta> {
+        let Some(labels) = self
+            .namespaces
+            .as_ref()
+            .and_then(|namespaces| namespaces.get(&meta.namespace))
+        else {
+            return meta;
+        };
+        Arc::new(PodMeta {
+            namespace_labels: Some(labels),
+            ..(*meta).clone()
+        })
+    }
+
+    fn fetch(&self, namespace: &str, name: &str) -> Option<Arc<PodMeta>> {
         if let Some(meta) = self.cache.get(namespace, name) {
             return Some(meta);
         }
@@ -235,7 +265,9 @@ impl Lookups {
 
     /// The pod if cached; never waits.
     pub fn cached(&self, namespace: &str, name: &str) -> Option<Arc<PodMeta>> {
-        self.cache.get(namespace, name)
+        self.cache
+            .get(namespace, name)
+            .map(|meta| self.with_namespace_labels(meta))
     }
 
     /// The cache's change counter.

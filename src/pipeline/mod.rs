@@ -464,6 +464,7 @@ async fn metadata(config: &Config) -> Result<Metadata, ConfigError> {
                 capacity: NonZeroUsize::new(kube.cache_capacity).unwrap_or(NonZeroUsize::MIN),
                 deleted_pod_grace: kube.deleted_pod_grace,
                 lookup_timeout: kube.lookup_timeout,
+                namespace_labels: kube.namespace_labels,
             };
             Ok(Metadata::Api(crate::kube::start(client, &settings).await))
         }

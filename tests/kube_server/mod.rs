@@ -3,7 +3,8 @@
 //!
 //! It answers what a pod watcher asks: `GET /api/v1/pods` (a list with `resourceVersion`,
 //! or with `watch=1` a stream of ADDED / MODIFIED / DELETED / BOOKMARK events), `GET
-//! /api/v1/namespaces/{ns}/pods/{name}`, and a watch from a resourceVersion older than the
+//! /api/v1/namespaces/{ns}/pods/{name}`; the same list and watch of namespaces on `GET
+//! /api/v1/namespaces`; and a watch from a resourceVersion older than the
 //! history it keeps gets a 410 Gone (`Status`, reason `Expired`) event, as a real API
 //! server after compaction. [`KubeServer::set_down`] simulates an outage; requests are
 //! counted per kind. Reusable by any test that needs an API server.
@@ -17,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
 use serde_json::{Value, json};
 
 /// Kinds of request the server counts.
@@ -29,8 +30,19 @@ pub enum Request {
     Watch,
     /// `GET /api/v1/namespaces/{ns}/pods/{name}`.
     Get,
+    /// `GET /api/v1/namespaces` without `watch`.
+    NamespaceList,
+    /// `GET /api/v1/namespaces?watch=1`.
+    NamespaceWatch,
     /// Anything else (answered 404).
     Other,
+}
+
+/// The kinds of object the server keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Resource {
+    Pods,
+    Namespaces,
 }
 
 /// One change, as a watch sends it.
@@ -38,6 +50,7 @@ pub enum Request {
 struct Change {
     version: u64,
     kind: &'static str,
+    resource: Resource,
     pod: Value,
 }
 
@@ -47,6 +60,8 @@ struct State {
     version: u64,
     /// Live pods by (namespace, name), each with its resourceVersion set.
     pods: BTreeMap<(String, String), Value>,
+    /// Namespaces by name, each with its resourceVersion set.
+    namespaces: BTreeMap<String, Value>,
     /// Changes after `oldest - 1`, in order; a watch from before that gets 410.
     history: Vec<Change>,
     oldest: u64,
@@ -121,7 +136,36 @@ impl KubeServer {
             "ADDED"
         };
         state.pods.insert(key, pod.clone());
-        state.history.push(Change { version, kind, pod });
+        let resource = Resource::Pods;
+        state.history.push(Change {
+            version,
+            kind,
+            resource,
+            pod,
+        });
+        self.shared.changed.notify_all();
+    }
+
+    /// Adds or replaces a namespace (ADDED or MODIFIED).
+    pub fn apply_namespace(&self, namespace: Namespace) {
+        let mut state = self.shared.state();
+        let mut object = serde_json::to_value(namespace).expect("a namespace is JSON");
+        state.version += 1;
+        let version = state.version;
+        object["metadata"]["resourceVersion"] = json!(version.to_string());
+        let name = key_of(&object).1;
+        let kind = if state.namespaces.contains_key(&name) {
+            "MODIFIED"
+        } else {
+            "ADDED"
+        };
+        state.namespaces.insert(name, object.clone());
+        state.history.push(Change {
+            version,
+            kind,
+            resource: Resource::Namespaces,
+            pod: object,
+        });
         self.shared.changed.notify_all();
     }
 
@@ -137,6 +181,7 @@ impl KubeServer {
         state.history.push(Change {
             version,
             kind: "DELETED",
+            resource: Resource::Pods,
             pod,
         });
         self.shared.changed.notify_all();
@@ -190,6 +235,10 @@ impl KubeServer {
             ["", "api", "v1", "pods"] if query.contains_key("watch") => Request::Watch,
             ["", "api", "v1", "pods"] => Request::List,
             ["", "api", "v1", "namespaces", _, "pods", _] => Request::Get,
+            ["", "api", "v1", "namespaces"] if query.contains_key("watch") => {
+                Request::NamespaceWatch
+            }
+            ["", "api", "v1", "namespaces"] => Request::NamespaceList,
             _ => Request::Other,
         };
         let down = {
@@ -203,7 +252,9 @@ impl KubeServer {
         }
         match kind {
             Request::List => self.list(stream, &query),
-            Request::Watch => self.watch(stream, &query),
+            Request::Watch => self.watch(stream, &query, Resource::Pods),
+            Request::NamespaceList => self.list_namespaces(stream),
+            Request::NamespaceWatch => self.watch(stream, &query, Resource::Namespaces),
             Request::Get => {
                 let parts: Vec<&str> = path.split('/').collect();
                 self.get(stream, parts[4], parts[6]);
@@ -227,6 +278,16 @@ impl KubeServer {
         respond(stream, 200, &list);
     }
 
+    fn list_namespaces(&self, stream: TcpStream) {
+        let state = self.shared.state();
+        let items: Vec<&Value> = state.namespaces.values().collect();
+        let list = json!({"kind": "NamespaceList", "apiVersion": "v1",
+                          "metadata": {"resourceVersion": state.version.to_string()},
+                          "items": items});
+        drop(state);
+        respond(stream, 200, &list);
+    }
+
     fn get(&self, stream: TcpStream, namespace: &str, name: &str) {
         let pod = self
             .shared
@@ -242,7 +303,7 @@ impl KubeServer {
 
     /// Streams changes after the asked resourceVersion until the client's timeout, an
     /// outage, or a closed socket; a bookmark every second when asked for.
-    fn watch(&self, mut stream: TcpStream, query: &BTreeMap<String, String>) {
+    fn watch(&self, mut stream: TcpStream, query: &BTreeMap<String, String>, resource: Resource) {
         let head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
                     Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
         if stream.write_all(head.as_bytes()).is_err() {
@@ -273,6 +334,7 @@ impl KubeServer {
                 .history
                 .iter()
                 .filter(|change| change.version > sent && !state.held)
+                .filter(|change| change.resource == resource)
                 .filter(|c| {
                     node.as_deref()
                         .is_none_or(|n| c.pod["spec"]["nodeName"] == n)
@@ -291,7 +353,11 @@ impl KubeServer {
             let mut relock = self.shared.state();
             relock.events_sent += changes.len();
             if changes.is_empty() && bookmarks && !relock.held {
-                let bookmark = json!({"type": "BOOKMARK", "object": {"kind": "Pod", "apiVersion": "v1",
+                let kind = match resource {
+                    Resource::Pods => "Pod",
+                    Resource::Namespaces => "Namespace",
+                };
+                let bookmark = json!({"type": "BOOKMARK", "object": {"kind": kind, "apiVersion": "v1",
                     "metadata": {"resourceVersion": newest.to_string()}}});
                 drop(relock);
                 if !chunk(&mut stream, &bookmark) {
@@ -398,6 +464,14 @@ fn chunk(stream: &mut TcpStream, event: &Value) -> bool {
 
 fn finish(mut stream: TcpStream) {
     stream.write_all(b"0\r\n\r\n").ok();
+}
+
+/// A namespace with `labels`.
+pub fn namespace(name: &str, labels: &[(&str, &str)]) -> Namespace {
+    let labels: BTreeMap<&str, &str> = labels.iter().copied().collect();
+    serde_json::from_value(json!({"apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": name, "uid": format!("uid-ns-{name}"), "labels": labels}}))
+    .expect("a valid Namespace")
 }
 
 /// A pod on `node` with one container `app`, labelled `app=<name>`.
