@@ -45,8 +45,8 @@ impl Received {
     }
 }
 
-/// Reads `topics` from the beginning until `expected` messages arrived in all (or a
-/// minute passed); returns them by topic, in partition order.
+/// Reads every partition of `topics` from the beginning until `expected` messages arrived
+/// in all (or a minute passed); returns them by topic, in partition order.
 fn consume(brokers: &str, topics: &[&str], expected: usize) -> BTreeMap<String, Vec<Received>> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
@@ -56,7 +56,15 @@ fn consume(brokers: &str, topics: &[&str], expected: usize) -> BTreeMap<String, 
         .expect("consumer");
     let mut assignment = TopicPartitionList::new();
     for topic in topics {
-        for partition in 0..PARTITIONS {
+        // Topics the brokers created on demand have their default partition count.
+        let metadata = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .expect("metadata");
+        let partitions = metadata
+            .topics()
+            .first()
+            .map_or(0, |t| t.partitions().len() as i32);
+        for partition in 0..partitions {
             assignment
                 .add_partition_offset(topic, partition, Offset::Beginning)
                 .expect("partition");

@@ -177,50 +177,54 @@ impl KafkaSink {
             },
         };
         let mut failure = None;
-        let mut pending: VecDeque<(usize, String, DeliveryFuture)> = VecDeque::new();
+        // Each record's index in the batch, its chunk's index (for its topic) and its
+        // report to come; a topic is one allocation per chunk, not per record.
+        let mut pending: VecDeque<(usize, usize, DeliveryFuture)> = VecDeque::new();
+        let mut topics: Vec<String> = Vec::with_capacity(batch.chunks().len());
         let mut index = 0;
-        for chunk in batch.chunks() {
-            let topic = self.topic_of(&chunk.route, chunk.ends.len());
+        for (chunk_index, chunk) in batch.chunks().iter().enumerate() {
+            topics.push(self.topic_of(&chunk.route, chunk.ends.len()));
+            let topic = &topics[chunk_index];
             let key = self.key.as_ref().and_then(|key| key.render(&chunk.route));
             for record in chunk.records() {
-                if !progress.delivered[index] {
-                    let mut message = FutureRecord::to(&topic).payload(record);
-                    if let Some(key) = &key {
-                        message = message.key(key.as_str());
-                    }
-                    loop {
-                        match self.producer.send_result(message) {
-                            Ok(future) => {
-                                pending.push_back((index, topic.clone(), future));
-                                break;
-                            }
-                            Err((
-                                KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull),
-                                m,
-                            )) => {
-                                message = m;
-                                match pending.pop_front() {
-                                    Some((i, topic, future)) => {
-                                        let outcome = settle(future.await);
-                                        self.note(outcome, i, &topic, &mut progress, &mut failure);
-                                    }
-                                    None => tokio::time::sleep(Duration::from_millis(10)).await,
+                if progress.delivered[index] {
+                    index += 1;
+                    continue;
+                }
+                let mut message = FutureRecord::to(topic).payload(record);
+                if let Some(key) = &key {
+                    message = message.key(key.as_str());
+                }
+                loop {
+                    match self.producer.send_result(message) {
+                        Ok(future) => {
+                            pending.push_back((index, chunk_index, future));
+                            break;
+                        }
+                        // A full local queue: wait for the oldest report, then try again.
+                        Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), m)) => {
+                            message = m;
+                            match pending.pop_front() {
+                                Some((i, c, future)) => {
+                                    let outcome = settle(future.await);
+                                    self.note(outcome, i, &topics[c], &mut progress, &mut failure);
                                 }
+                                None => tokio::time::sleep(Duration::from_millis(10)).await,
                             }
-                            Err((error, _)) => {
-                                let outcome = classify(&error);
-                                self.note(outcome, index, &topic, &mut progress, &mut failure);
-                                break;
-                            }
+                        }
+                        Err((error, _)) => {
+                            let outcome = classify(&error);
+                            self.note(outcome, index, topic, &mut progress, &mut failure);
+                            break;
                         }
                     }
                 }
                 index += 1;
             }
         }
-        while let Some((i, topic, future)) = pending.pop_front() {
+        while let Some((i, c, future)) = pending.pop_front() {
             let outcome = settle(future.await);
-            self.note(outcome, i, &topic, &mut progress, &mut failure);
+            self.note(outcome, i, &topics[c], &mut progress, &mut failure);
         }
         match failure {
             None => Ok(Sent {
