@@ -105,6 +105,19 @@ fn check(path: &std::path::Path) -> Result<(), Failure> {
                     sink.name, kafka.brokers, kafka.topic
                 )
             }
+            SinkKind::Cloudwatch(cloudwatch) => {
+                format!(
+                    "{} (cloudwatch {}, group {}, stream {})",
+                    sink.name,
+                    cloudwatch
+                        .endpoint
+                        .as_deref()
+                        .or(cloudwatch.region.as_deref())
+                        .unwrap_or("region from the environment"),
+                    cloudwatch.log_group,
+                    cloudwatch.log_stream
+                )
+            }
         })
         .collect();
     let names: Vec<&str> = parsers.names().collect();
