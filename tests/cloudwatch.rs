@@ -334,10 +334,47 @@ fn a_server_down_for_20_s_and_back_empty_holds_the_offsets_back_and_loses_nothin
         committed_offsets(&state).contains(&after)
     });
     assert!(shiplog.stop().success());
+    let log = std::fs::read_to_string(node.path("shiplog.log")).expect("shiplog's log");
+    assert_eq!(
+        log.matches("log group created").count(),
+        2,
+        "made at the start and again on the new server: {log}"
+    );
     let reader = Reader::new(&moto.endpoint());
     assert_eq!(
         seqs(&reader.records("/k8s/shop", "web-1.app"), 0),
         (500..1000).collect::<Vec<_>>(),
         "every line of the outage once, in order"
     );
+}
+
+#[test]
+fn events_cloudwatch_refuses_as_too_old_are_counted_failed_and_not_retried() {
+    let moto = Moto::start();
+    let node = Node::new();
+    let now = jiff::Timestamp::now();
+    let old: String = (0..5)
+        .map(|seq| format!("2020-01-01T00:00:00.{seq:09}Z stdout F 0:{seq}\n"))
+        .collect();
+    let fresh: String = (5..10)
+        .map(|seq| format!("{now} stdout F 0:{seq}\n"))
+        .collect();
+    node.container_log("shop", "web-1", "app", format!("{old}{fresh}").as_bytes());
+    let config = node.config(&[("sinks.cw", &cloudwatch_sink(&moto.endpoint(), ""))]);
+    let env = [AWS_ENV.as_slice(), &[("RUST_LOG", "info")]].concat();
+    let output = run_once_with_env(&config, &env);
+    let log = util::stderr(&output);
+    assert!(log.contains("CloudWatch refused events too old"), "{log}");
+    assert!(
+        log.contains("5 to cw"),
+        "only the fresh ones count as delivered: {log}"
+    );
+
+    let reader = Reader::new(&moto.endpoint());
+    let records = reader.records("/k8s/shop", "web-1.app");
+    assert_eq!(seqs(&records, 0), (5..10).collect::<Vec<_>>());
+    // Acknowledged all the same: a second run has nothing to send.
+    let output = run_once_with_env(&config, &env);
+    assert!(util::stderr(&output).contains("0 to cw"));
+    assert_eq!(reader.records("/k8s/shop", "web-1.app").len(), 5);
 }
