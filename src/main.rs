@@ -106,16 +106,18 @@ fn check(path: &std::path::Path) -> Result<(), Failure> {
                 )
             }
             SinkKind::Cloudwatch(cloudwatch) => {
+                let region = cloudwatch
+                    .region
+                    .as_deref()
+                    .unwrap_or("region from the environment");
+                let endpoint = cloudwatch
+                    .endpoint
+                    .as_ref()
+                    .map(|endpoint| format!(" at {endpoint}"))
+                    .unwrap_or_default();
                 format!(
-                    "{} (cloudwatch {}, group {}, stream {})",
-                    sink.name,
-                    cloudwatch
-                        .endpoint
-                        .as_deref()
-                        .or(cloudwatch.region.as_deref())
-                        .unwrap_or("region from the environment"),
-                    cloudwatch.log_group,
-                    cloudwatch.log_stream
+                    "{} (cloudwatch {region}{endpoint}, group {}, stream {})",
+                    sink.name, cloudwatch.log_group, cloudwatch.log_stream
                 )
             }
         })

@@ -467,3 +467,58 @@ fn now_ms() -> i64 {
         .map(|elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_cloudwatchlogs::error::{ConnectorError, ErrorMetadata};
+    use aws_sdk_cloudwatchlogs::operation::put_log_events::PutLogEventsError;
+
+    use super::*;
+
+    fn service(code: &str) -> SdkError<PutLogEventsError, ()> {
+        let metadata = ErrorMetadata::builder()
+            .code(code)
+            .message("from the test")
+            .build();
+        SdkError::service_error(PutLogEventsError::generic(metadata), ())
+    }
+
+    fn kind(failure: &Failure) -> &'static str {
+        match failure {
+            Failure::NotFound => "not found",
+            Failure::Exists => "exists",
+            Failure::Invalid(_) => "invalid",
+            Failure::Retry(_) => "retry",
+        }
+    }
+
+    #[test]
+    fn cloudwatch_errors_are_sorted_into_missing_there_never_and_retry() {
+        let io = || std::io::Error::other("connection refused");
+        let cases: [(SdkError<PutLogEventsError, ()>, &str); 8] = [
+            (service("ResourceNotFoundException"), "not found"),
+            (service("ResourceAlreadyExistsException"), "exists"),
+            (service("InvalidParameterException"), "invalid"),
+            (service("ThrottlingException"), "retry"),
+            (service("ServiceUnavailableException"), "retry"),
+            (service("InternalFailure"), "retry"),
+            (SdkError::timeout_error(io()), "retry"),
+            (
+                SdkError::dispatch_failure(ConnectorError::io(io().into())),
+                "retry",
+            ),
+        ];
+        for (error, expected) in cases {
+            assert_eq!(kind(&classify(&error)), expected, "{error:?}");
+        }
+    }
+
+    #[test]
+    fn a_retried_reason_names_the_code_and_the_message() {
+        let Failure::Retry(reason) = classify(&service("ThrottlingException")) else {
+            panic!("throttling is retried");
+        };
+        assert!(reason.contains("ThrottlingException"), "{reason}");
+        assert!(reason.contains("from the test"), "{reason}");
+    }
+}
