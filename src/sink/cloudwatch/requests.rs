@@ -98,24 +98,38 @@ pub fn plan<'a>(
     let mut streams: Vec<(Destination, Vec<Event>)> = Vec::new();
     let mut index: HashMap<&'a Destination, usize> = HashMap::new();
     let mut split_records = 0;
+    // The records of one chunk share one destination: look it up once per run of them.
+    let mut last: Option<(&'a Destination, usize)> = None;
     for (record, (destination, json)) in records.into_iter().enumerate() {
-        let slot = *index.entry(destination).or_insert_with(|| {
-            streams.push((destination.clone(), Vec::new()));
-            streams.len() - 1
-        });
+        let slot = match last {
+            Some((known, slot)) if std::ptr::eq(known, destination) => slot,
+            _ => *index.entry(destination).or_insert_with(|| {
+                streams.push((destination.clone(), Vec::new()));
+                streams.len() - 1
+            }),
+        };
+        last = Some((destination, slot));
         let timestamp = record_time_ms(json).unwrap_or(now_ms);
         let message = String::from_utf8_lossy(json);
-        let pieces = pieces(&message, limits.max_message);
-        if pieces.len() > 1 {
-            split_records += 1;
-        }
-        streams[slot]
-            .1
-            .extend(pieces.into_iter().map(|piece| Event {
+        let events = &mut streams[slot].1;
+        if message.len() <= limits.max_message {
+            events.push(Event {
                 timestamp,
-                message: piece.to_owned(),
+                message: message.into_owned(),
                 record,
-            }));
+            });
+            continue;
+        }
+        split_records += 1;
+        events.extend(
+            pieces(&message, limits.max_message)
+                .into_iter()
+                .map(|piece| Event {
+                    timestamp,
+                    message: piece.to_owned(),
+                    record,
+                }),
+        );
     }
     let mut requests = Vec::new();
     for (destination, mut events) in streams {
