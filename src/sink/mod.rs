@@ -111,7 +111,11 @@ impl Sink {
                         reason,
                     })
             }
-            SinkKind::Stdout | SinkKind::File { .. } | SinkKind::Null => Ok(()),
+            // The config has checked all a CloudWatch sink's keys; its region and
+            // credentials come from the environment chain only when it first sends.
+            SinkKind::Stdout | SinkKind::File { .. } | SinkKind::Null | SinkKind::Cloudwatch(_) => {
+                Ok(())
+            }
         }
     }
 
