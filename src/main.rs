@@ -105,6 +105,21 @@ fn check(path: &std::path::Path) -> Result<(), Failure> {
                     sink.name, kafka.brokers, kafka.topic
                 )
             }
+            SinkKind::Cloudwatch(cloudwatch) => {
+                let region = cloudwatch
+                    .region
+                    .as_deref()
+                    .unwrap_or("region from the environment");
+                let endpoint = cloudwatch
+                    .endpoint
+                    .as_ref()
+                    .map(|endpoint| format!(" at {endpoint}"))
+                    .unwrap_or_default();
+                format!(
+                    "{} (cloudwatch {region}{endpoint}, group {}, stream {})",
+                    sink.name, cloudwatch.log_group, cloudwatch.log_stream
+                )
+            }
         })
         .collect();
     let names: Vec<&str> = parsers.names().collect();

@@ -67,6 +67,12 @@ pub struct Metrics {
     /// `shiplog_tls_cert_expiry_timestamp_seconds{path}` (beyond CONTRACT): the notAfter of
     /// each client certificate a sink uses, in Unix seconds.
     pub tls_cert_expiry: Family<PathLabel, Gauge>,
+    /// `shiplog_cloudwatch_requests_total{sink}` (beyond CONTRACT): PutLogEvents calls
+    /// CloudWatch accepted.
+    pub cloudwatch_requests: Family<SinkLabel, Counter>,
+    /// `shiplog_cloudwatch_split_records_total{sink}` (beyond CONTRACT): records longer than
+    /// one CloudWatch event, shipped cut into consecutive events.
+    pub cloudwatch_split_records: Family<SinkLabel, Counter>,
     /// `shiplog_files_lag_bytes` (beyond CONTRACT): bytes written to followed files and not
     /// yet read, summed over the files.
     pub files_lag_bytes: Gauge,
@@ -100,6 +106,8 @@ impl Metrics {
             checkpoint_commit_failures: Counter::default(),
             kafka_rerouted_records: Family::default(),
             tls_cert_expiry: Family::default(),
+            cloudwatch_requests: Family::default(),
+            cloudwatch_split_records: Family::default(),
             files_lag_bytes: Gauge::default(),
             files_lag_max_bytes: Gauge::default(),
             process: ProcessGauges::default(),
@@ -204,6 +212,16 @@ impl Metrics {
             "tls_cert_expiry_timestamp_seconds",
             "notAfter of each client certificate a sink uses, in Unix seconds",
             metrics.tls_cert_expiry.clone(),
+        );
+        r.register(
+            "cloudwatch_requests",
+            "PutLogEvents calls CloudWatch accepted",
+            metrics.cloudwatch_requests.clone(),
+        );
+        r.register(
+            "cloudwatch_split_records",
+            "Records longer than one CloudWatch event, shipped cut into consecutive events",
+            metrics.cloudwatch_split_records.clone(),
         );
         r.register(
             "files_lag_bytes",

@@ -1062,14 +1062,8 @@ fn pod_environment(deployment: &Deployment) -> BTreeMap<String, String> {
 }
 
 #[test]
-fn every_config_but_cloudwatchs_passes_shiplog_check_in_the_pods_file_layout() {
-    // The cloudwatch example names a sink this build does not accept yet; it gets the
-    // same check once that sink lands. Until then the other tests here check what the
-    // manifests depend on in it.
-    for deployment in deployments()
-        .into_iter()
-        .filter(|d| !d.name.contains("cloudwatch"))
-    {
+fn every_config_passes_shiplog_check_in_the_pods_file_layout() {
+    for deployment in deployments() {
         check_in_pod_layout(&deployment);
     }
 }

@@ -235,6 +235,38 @@ impl KafkaSinkFile {
     }
 }
 
+/// `[sinks.<name>]` with `type = "cloudwatch"`, the `type` key removed.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct CloudwatchSinkFile {
+    #[serde(default)]
+    pub region: Option<String>,
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    #[serde(default = "CloudwatchSinkFile::default_log_group")]
+    pub log_group: String,
+    #[serde(default = "CloudwatchSinkFile::default_log_stream")]
+    pub log_stream: String,
+    #[serde(default = "CloudwatchSinkFile::default_auto_create_group")]
+    pub auto_create_group: bool,
+    #[serde(default)]
+    pub retention_days: Option<i64>,
+}
+
+impl CloudwatchSinkFile {
+    fn default_log_group() -> String {
+        "/k8s/{namespace}".to_string()
+    }
+
+    fn default_log_stream() -> String {
+        "{pod}.{container}".to_string()
+    }
+
+    fn default_auto_create_group() -> bool {
+        true
+    }
+}
+
 /// `[sinks.<name>]` with `type = "stdout"` or `"null"`, which take no other keys.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

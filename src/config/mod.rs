@@ -218,6 +218,8 @@ pub enum SinkKind {
     Null,
     /// Each record one message to a Kafka topic.
     Kafka(KafkaConfig),
+    /// Each record one log event of a CloudWatch Logs stream.
+    Cloudwatch(CloudwatchConfig),
 }
 
 /// `[sinks.<name>]` with `type = "kafka"`.
@@ -245,6 +247,34 @@ pub struct KafkaConfig {
     /// SASL, batching), none of them one the keys above set.
     pub librdkafka: BTreeMap<String, String>,
 }
+
+/// `[sinks.<name>]` with `type = "cloudwatch"`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CloudwatchConfig {
+    /// `region`: the AWS region; `None`: from the environment chain (`AWS_REGION`, the
+    /// profile, IMDS).
+    pub region: Option<String>,
+    /// `endpoint`: a URL that replaces CloudWatch Logs' own (a VPC endpoint, a mock).
+    pub endpoint: Option<String>,
+    /// `log_group`: the log group of a file's records. Default `/k8s/{namespace}`.
+    pub log_group: Template,
+    /// `log_stream`: the log stream of a file's records. Default `{pod}.{container}`.
+    pub log_stream: Template,
+    /// `auto_create_group`: create a missing log group (default true); streams are always
+    /// created when missing.
+    pub auto_create_group: bool,
+    /// `retention_days`: the retention set on log groups this sink creates; one of
+    /// CloudWatch's allowed values ([`CLOUDWATCH_RETENTION_DAYS`]). `None`: never expire.
+    pub retention_days: Option<i32>,
+    /// What a template placeholder with no value is filled with: `route.default_topic`.
+    pub fallback: String,
+}
+
+/// The retention periods CloudWatch Logs accepts, in days.
+pub const CLOUDWATCH_RETENTION_DAYS: [i32; 22] = [
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
+    3288, 3653,
+];
 
 /// `acks` of a Kafka sink: how many replicas must have a message before it counts as
 /// delivered.

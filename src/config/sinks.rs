@@ -5,13 +5,16 @@ use std::collections::BTreeMap;
 
 use serde::de::DeserializeOwned;
 
-use super::file::{FileSinkFile, KafkaSinkFile, NoOptions};
+use super::file::{CloudwatchSinkFile, FileSinkFile, KafkaSinkFile, NoOptions};
 use super::resolve::Origin;
-use super::{Acks, ConfigError, KafkaConfig, RouteConfig, SinkConfig, SinkKind};
+use super::{
+    Acks, CLOUDWATCH_RETENTION_DAYS, CloudwatchConfig, ConfigError, KafkaConfig, RouteConfig,
+    SinkConfig, SinkKind,
+};
 use crate::route::{Template, is_valid_topic};
 
 /// The sink types this build reads, as listed in error messages.
-const SINK_TYPES: &str = "stdout, file, null, kafka";
+const SINK_TYPES: &str = "stdout, file, null, kafka, cloudwatch";
 
 /// Compression codecs librdkafka builds with here.
 const KAFKA_CODECS: [&str; 5] = ["none", "gzip", "snappy", "lz4", "zstd"];
@@ -88,10 +91,8 @@ fn sink_kind(
             Ok(SinkKind::File { path })
         }
         "kafka" => kafka(key, options(key, table, origin)?, route, origin).map(SinkKind::Kafka),
-        // In CONTRACT.md, arriving in a later issue: say so rather than "unknown".
         "cloudwatch" => {
-            let reason = format!("sink type {kind:?} is not available in this build yet");
-            Err(origin.error(format!("{key}.type"), reason))
+            cloudwatch(key, options(key, table, origin)?, route, origin).map(SinkKind::Cloudwatch)
         }
         other => {
             let reason = format!("unknown sink type {other:?} (expected one of: {SINK_TYPES})");
@@ -170,6 +171,59 @@ fn kafka(
         create_topics: file.create_topics,
         default_topic,
         librdkafka,
+    })
+}
+
+/// Checks a CloudWatch sink's keys: templates compile, the endpoint is a URL, the
+/// retention is one CloudWatch accepts.
+fn cloudwatch(
+    key: &str,
+    file: CloudwatchSinkFile,
+    route: &RouteConfig,
+    origin: &Origin<'_>,
+) -> Result<CloudwatchConfig, ConfigError> {
+    let error = |field: &str, reason: String| origin.error(format!("{key}.{field}"), reason);
+    let template =
+        |field: &str, text: &str| Template::compile(text).map_err(|e| error(field, e.to_string()));
+    let log_group = template("log_group", &file.log_group)?;
+    let log_stream = template("log_stream", &file.log_stream)?;
+    let region = file.region.filter(|region| !region.trim().is_empty());
+    let endpoint = file.endpoint.filter(|endpoint| !endpoint.trim().is_empty());
+    if let Some(endpoint) = &endpoint
+        && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+    {
+        let reason =
+            format!("{endpoint:?} is not a URL (expected http://HOST[:PORT] or https://...)");
+        return Err(error("endpoint", reason));
+    }
+    let retention_days = match file.retention_days {
+        None => None,
+        Some(days) => match CLOUDWATCH_RETENTION_DAYS
+            .iter()
+            .find(|&&d| i64::from(d) == days)
+        {
+            Some(&days) => Some(days),
+            None => {
+                let allowed: Vec<String> = CLOUDWATCH_RETENTION_DAYS
+                    .iter()
+                    .map(i32::to_string)
+                    .collect();
+                let reason = format!(
+                    "{days} is not a retention CloudWatch accepts (one of: {})",
+                    allowed.join(", ")
+                );
+                return Err(error("retention_days", reason));
+            }
+        },
+    };
+    Ok(CloudwatchConfig {
+        region,
+        endpoint,
+        log_group,
+        log_stream,
+        auto_create_group: file.auto_create_group,
+        retention_days,
+        fallback: route.default_topic.clone(),
     })
 }
 

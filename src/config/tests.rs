@@ -539,24 +539,44 @@ const REFUSED: &[Refused] = &[
         "expected a string, a number or a boolean",
     ),
     refused(
-        "[sinks.cw]\ntype = \"cloudwatch\"\nregion = \"eu-west-1\"",
-        "sinks.cw.type",
-        "sink type \"cloudwatch\" is not available in this build yet",
+        "[sinks.cw]\ntype = \"cloudwatch\"\nretention_days = 10",
+        "sinks.cw.retention_days",
+        "10 is not a retention CloudWatch accepts (one of: 1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653)",
+    ),
+    refused(
+        "[sinks.cw]\ntype = \"cloudwatch\"\nlog_group = \"/k8s/{node}\"",
+        "sinks.cw.log_group",
+        "unknown placeholder {node} (use {namespace}, {pod}, {container}, {label.KEY}, {annotation.KEY}, {topic})",
+    ),
+    refused(
+        "[sinks.cw]\ntype = \"cloudwatch\"\nlog_stream = \"{pod\"",
+        "sinks.cw.log_stream",
+        "unclosed '{' at byte 0",
+    ),
+    refused(
+        "[sinks.cw]\ntype = \"cloudwatch\"\nendpoint = \"localhost:4566\"",
+        "sinks.cw.endpoint",
+        "\"localhost:4566\" is not a URL (expected http://HOST[:PORT] or https://...)",
+    ),
+    refused(
+        "[sinks.cw]\ntype = \"cloudwatch\"\nlog_groups = \"x\"",
+        "sinks.cw",
+        "unknown key \"log_groups\" (expected one of: region, endpoint, log_group, log_stream, auto_create_group, retention_days)",
     ),
     refused(
         "[sinks.out]\ntype = \"syslog\"",
         "sinks.out.type",
-        "unknown sink type \"syslog\" (expected one of: stdout, file, null, kafka)",
+        "unknown sink type \"syslog\" (expected one of: stdout, file, null, kafka, cloudwatch)",
     ),
     refused(
         "[sinks.out]\ntype = 1",
         "sinks.out.type",
-        "expected a string, one of: stdout, file, null, kafka",
+        "expected a string, one of: stdout, file, null, kafka, cloudwatch",
     ),
     refused(
         "[sinks.out]\npath = \"o\"",
         "sinks.out",
-        "missing key \"type\" (expected one of: stdout, file, null, kafka)",
+        "missing key \"type\" (expected one of: stdout, file, null, kafka, cloudwatch)",
     ),
     refused(
         "[sinks.out]\ntype = \"file\"",
@@ -691,6 +711,38 @@ fn a_kafka_sink_takes_the_contracts_defaults_and_passes_librdkafka_properties_th
         librdkafka: BTreeMap::new(),
     };
     assert_eq!(config.sinks[1].kind, SinkKind::Kafka(keyed));
+    Ok(())
+}
+
+#[test]
+fn a_cloudwatch_sink_takes_the_contracts_defaults_and_checks_its_retention() -> TestResult {
+    let text = "[route]\ndefault_topic = \"orphans\"\n\
+                [sinks.cw]\ntype = \"cloudwatch\"\n\
+                [sinks.set]\ntype = \"cloudwatch\"\nregion = \"eu-west-1\"\n\
+                endpoint = \"http://127.0.0.1:4566\"\nlog_group = \"/logs/{topic}\"\n\
+                log_stream = \"{namespace}/{pod}\"\nauto_create_group = false\nretention_days = 14\n";
+    let (_dir, loaded) = load(text)?;
+    let config = loaded?;
+    let defaults = CloudwatchConfig {
+        region: None,
+        endpoint: None,
+        log_group: Template::compile("/k8s/{namespace}")?,
+        log_stream: Template::compile("{pod}.{container}")?,
+        auto_create_group: true,
+        retention_days: None,
+        fallback: "orphans".into(),
+    };
+    assert_eq!(config.sinks[0].kind, SinkKind::Cloudwatch(defaults));
+    let set = CloudwatchConfig {
+        region: Some("eu-west-1".into()),
+        endpoint: Some("http://127.0.0.1:4566".into()),
+        log_group: Template::compile("/logs/{topic}")?,
+        log_stream: Template::compile("{namespace}/{pod}")?,
+        auto_create_group: false,
+        retention_days: Some(14),
+        fallback: "orphans".into(),
+    };
+    assert_eq!(config.sinks[1].kind, SinkKind::Cloudwatch(set));
     Ok(())
 }
 

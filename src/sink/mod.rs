@@ -6,6 +6,7 @@
 //! the sink says it is delivered, and only acknowledged chunks let file offsets advance.
 
 pub mod batch;
+pub mod cloudwatch;
 mod file;
 mod kafka;
 pub mod retry;
@@ -17,6 +18,7 @@ use std::sync::Arc;
 use crate::config::{SinkConfig, SinkKind};
 
 pub use batch::{AckId, Batch, BatchLimits, Rendered};
+pub use cloudwatch::CloudwatchSink;
 pub use file::FileSink;
 pub use kafka::{KafkaSink, MISSING_TOPIC_RECHECK};
 pub use stdout::StdoutSink;
@@ -34,6 +36,8 @@ pub enum Sink {
     Null,
     /// Each record one message to a Kafka topic.
     Kafka(Box<KafkaSink>),
+    /// Each record one log event of a CloudWatch Logs stream.
+    Cloudwatch(Box<CloudwatchSink>),
 }
 
 /// A batch delivered: every record is where it belongs, or refused for good.
@@ -87,6 +91,9 @@ impl Sink {
             SinkKind::Kafka(kafka) => KafkaSink::open(kafka, Arc::clone(metrics), &config.name)
                 .map(|sink| Sink::Kafka(Box::new(sink)))
                 .map_err(failed),
+            SinkKind::Cloudwatch(cloudwatch) => Ok(Sink::Cloudwatch(Box::new(
+                CloudwatchSink::open(cloudwatch, Arc::clone(metrics), &config.name),
+            ))),
         }
     }
 
@@ -104,7 +111,11 @@ impl Sink {
                         reason,
                     })
             }
-            SinkKind::Stdout | SinkKind::File { .. } | SinkKind::Null => Ok(()),
+            // The config has checked all a CloudWatch sink's keys; its region and
+            // credentials come from the environment chain only when it first sends.
+            SinkKind::Stdout | SinkKind::File { .. } | SinkKind::Null | SinkKind::Cloudwatch(_) => {
+                Ok(())
+            }
         }
     }
 
@@ -116,6 +127,7 @@ impl Sink {
             Sink::File(sink) => tokio::task::block_in_place(|| sink.send(batch)),
             Sink::Null => Ok(()),
             Sink::Kafka(sink) => return sink.send(batch).await,
+            Sink::Cloudwatch(sink) => return sink.send(batch).await,
         }
         .map(|()| Sent::default())
     }

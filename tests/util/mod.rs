@@ -120,16 +120,28 @@ impl Node {
 
 /// Runs the real binary with `args`.
 pub fn shiplog(args: &[&str]) -> Output {
+    shiplog_with_env(args, &[])
+}
+
+/// Runs the real binary with `args` and the variables `env` added to its environment.
+pub fn shiplog_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_shiplog"))
         .args(args)
         .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
         .output()
         .expect("shiplog runs")
 }
 
 /// Runs `shiplog --config CONFIG --once` and insists it succeeded.
 pub fn run_once(config: &Path) -> Output {
-    let output = shiplog(&["--config", config.to_str().expect("UTF-8 path"), "--once"]);
+    run_once_with_env(config, &[])
+}
+
+/// [`run_once`] with the variables `env` added to shiplog's environment.
+pub fn run_once_with_env(config: &Path, env: &[(&str, &str)]) -> Output {
+    let args = ["--config", config.to_str().expect("UTF-8 path"), "--once"];
+    let output = shiplog_with_env(&args, env);
     assert!(
         output.status.success(),
         "shiplog failed: {}\n{}",
@@ -152,6 +164,11 @@ pub struct Running {
 impl Running {
     /// Starts `shiplog --config CONFIG` (follow mode), its stderr appended to `stderr_to`.
     pub fn start(config: &Path, stderr_to: &Path) -> Running {
+        Running::start_with_env(config, stderr_to, &[])
+    }
+
+    /// [`Running::start`] with the variables `env` added to shiplog's environment.
+    pub fn start_with_env(config: &Path, stderr_to: &Path, env: &[(&str, &str)]) -> Running {
         let stderr = fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -160,6 +177,7 @@ impl Running {
         let child = Command::new(env!("CARGO_BIN_EXE_shiplog"))
             .args(["--config", config.to_str().expect("UTF-8 path")])
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(stderr)
