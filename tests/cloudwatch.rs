@@ -6,9 +6,8 @@ mod util;
 
 use std::collections::BTreeMap;
 use std::net::{TcpListener, TcpStream};
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aws_sdk_cloudwatchlogs::Client;
 use aws_sdk_cloudwatchlogs::config::{BehaviorVersion, Credentials, Region};
@@ -197,18 +196,6 @@ fn cloudwatch_sink(endpoint: &str, extra: &str) -> String {
     format!("type = \"cloudwatch\"\nregion = \"us-east-1\"\nendpoint = \"{endpoint}\"\n{extra}")
 }
 
-/// The committed offset of every file in the state database; empty before it exists.
-fn committed_offsets(state: &Path) -> Vec<u64> {
-    let read = || -> rusqlite::Result<Vec<u64>> {
-        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
-        let db = rusqlite::Connection::open_with_flags(state, flags)?;
-        let mut query = db.prepare("SELECT file_offset FROM checkpoints")?;
-        let rows = query.query_map([], |row| row.get::<_, i64>(0))?;
-        rows.map(|offset| offset.map(i64::unsigned_abs)).collect()
-    };
-    read().unwrap_or_default()
-}
-
 #[test]
 fn records_of_two_namespaces_land_in_their_groups_and_each_pods_stream_in_order() {
     let moto = Moto::start();
@@ -302,9 +289,7 @@ fn a_server_down_for_20_s_and_back_empty_holds_the_offsets_back_and_loses_nothin
     let shiplog = Running::start_with_env(&config, &node.path("shiplog.log"), &AWS_ENV);
     let state = node.path("state.db");
     let before = std::fs::metadata(&path).expect("log file").len();
-    wait_until(Duration::from_secs(30), "the first lines committed", || {
-        committed_offsets(&state).contains(&before)
-    });
+    util::wait_for_commit(&state, before, "the first lines committed");
     let reader = Reader::new(&moto.endpoint());
     assert_eq!(
         seqs(&reader.records("/k8s/shop", "web-1.app"), 0),
@@ -313,15 +298,7 @@ fn a_server_down_for_20_s_and_back_empty_holds_the_offsets_back_and_loses_nothin
 
     moto.stop();
     append(&path, &lines(0, 500..1000));
-    let outage = Instant::now();
-    while outage.elapsed() < Duration::from_secs(20) {
-        let offsets = committed_offsets(&state);
-        assert!(
-            offsets.iter().all(|&offset| offset <= before),
-            "nothing committed past what CloudWatch accepted: {offsets:?} vs {before}"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    util::assert_offsets_held_back(&state, before, Duration::from_secs(20));
     assert_eq!(
         node.records().len(),
         1000,
@@ -330,9 +307,7 @@ fn a_server_down_for_20_s_and_back_empty_holds_the_offsets_back_and_loses_nothin
     // A new server on the same port knows no group or stream: shiplog must make them again.
     let moto = Moto::start_on(port);
     let after = std::fs::metadata(&path).expect("log file").len();
-    wait_until(Duration::from_secs(60), "the rest committed", || {
-        committed_offsets(&state).contains(&after)
-    });
+    util::wait_for_commit(&state, after, "the rest committed");
     assert!(shiplog.stop().success());
     let log = std::fs::read_to_string(node.path("shiplog.log")).expect("shiplog's log");
     assert_eq!(

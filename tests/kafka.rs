@@ -13,7 +13,7 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use serde_json::Value;
-use util::{Node, Running, append, numbered_line, run_once, wait_until};
+use util::{Node, Running, append, numbered_line, run_once};
 
 const PARTITIONS: i32 = 3;
 
@@ -104,26 +104,6 @@ fn kafka_sink(brokers: &str, extra: &str) -> String {
     format!("type = \"kafka\"\nbrokers = \"{brokers}\"\n{extra}")
 }
 
-/// The committed offset of every file in the state database, by path; empty while
-/// shiplog has not created its table yet.
-fn committed_offsets(state: &Path) -> BTreeMap<String, u64> {
-    let read = || -> rusqlite::Result<BTreeMap<String, u64>> {
-        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
-        let db = rusqlite::Connection::open_with_flags(state, flags)?;
-        let mut query = db.prepare("SELECT path, file_offset FROM checkpoints")?;
-        let rows = query.query_map([], |row| {
-            let path: Vec<u8> = row.get(0)?;
-            let offset: i64 = row.get(1)?;
-            Ok((
-                String::from_utf8_lossy(&path).into_owned(),
-                offset.unsigned_abs(),
-            ))
-        })?;
-        rows.collect()
-    };
-    read().unwrap_or_default()
-}
-
 #[test]
 fn records_of_three_namespaces_land_in_three_topics_each_pod_in_order_in_one_partition() {
     let cluster = cluster(&["shop", "payments", "audit"]);
@@ -186,21 +166,11 @@ fn a_cluster_down_for_20_s_holds_the_offsets_back_and_loses_nothing() {
     let shiplog = Running::start(&config, &node.path("shiplog.log"));
     let state = node.path("state.db");
     let before = std::fs::metadata(&path).expect("log file").len();
-    wait_until(Duration::from_secs(30), "the first lines committed", || {
-        state.exists() && committed_offsets(&state).values().any(|&o| o == before)
-    });
+    util::wait_for_commit(&state, before, "the first lines committed");
 
     cluster.broker_down(-1).expect("brokers down");
     append(&path, &lines(0, 500..1000));
-    let outage = Instant::now();
-    while outage.elapsed() < Duration::from_secs(20) {
-        let offsets = committed_offsets(&state);
-        assert!(
-            offsets.values().all(|&offset| offset <= before),
-            "nothing committed past what Kafka acknowledged: {offsets:?} vs {before}"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    util::assert_offsets_held_back(&state, before, Duration::from_secs(20));
     assert_eq!(
         node.records().len(),
         1000,
@@ -209,9 +179,7 @@ fn a_cluster_down_for_20_s_holds_the_offsets_back_and_loses_nothing() {
     cluster.broker_up(-1).expect("brokers up");
 
     let after = std::fs::metadata(&path).expect("log file").len();
-    wait_until(Duration::from_secs(60), "the rest committed", || {
-        committed_offsets(&state).values().any(|&o| o == after)
-    });
+    util::wait_for_commit(&state, after, "the rest committed");
     assert!(shiplog.stop().success());
     let received = consume(&brokers, &["shop"], 1000);
     let mut seqs: Vec<usize> = received["shop"].iter().map(|m| m.numbered().1).collect();
@@ -289,9 +257,7 @@ fn a_renewed_client_certificate_swaps_the_producer_without_losing_or_repeating_a
     let state = node.path("state.db");
     let size = |p: &Path| std::fs::metadata(p).expect("log file").len();
     let before = size(&path);
-    wait_until(Duration::from_secs(30), "the first lines committed", || {
-        committed_offsets(&state).values().any(|&o| o == before)
-    });
+    util::wait_for_commit(&state, before, "the first lines committed");
 
     // cert-manager's renewal, as a Secret volume does it: a new file renamed over.
     let renewed = node.path("tls.crt.new");
@@ -299,9 +265,7 @@ fn a_renewed_client_certificate_swaps_the_producer_without_losing_or_repeating_a
     std::fs::rename(&renewed, &cert).expect("rename");
     append(&path, &lines(0, 300..600));
     let after = size(&path);
-    wait_until(Duration::from_secs(30), "the rest committed", || {
-        committed_offsets(&state).values().any(|&o| o == after)
-    });
+    util::wait_for_commit(&state, after, "the rest committed");
     assert_eq!(
         expiry().map(|second| second - first),
         Some(30.0 * 24.0 * 3600.0),

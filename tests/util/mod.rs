@@ -320,3 +320,37 @@ pub fn wait_for_open_files(address: &str, files: usize) {
         },
     );
 }
+
+/// The committed offset of every file in the state database at `state`; empty while
+/// shiplog has not created it (or its table) yet.
+pub fn committed_offsets(state: &Path) -> Vec<u64> {
+    let read = || -> rusqlite::Result<Vec<u64>> {
+        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
+        let db = rusqlite::Connection::open_with_flags(state, flags)?;
+        let mut query = db.prepare("SELECT file_offset FROM checkpoints")?;
+        let rows = query.query_map([], |row| row.get::<_, i64>(0))?;
+        rows.map(|offset| offset.map(i64::unsigned_abs)).collect()
+    };
+    read().unwrap_or_default()
+}
+
+/// Waits until some file's committed offset is `offset`.
+pub fn wait_for_commit(state: &Path, offset: u64, what: &str) {
+    wait_until(std::time::Duration::from_secs(60), what, || {
+        committed_offsets(state).contains(&offset)
+    });
+}
+
+/// Checks twice a second for `outage` that no committed offset passes `bound`: what a
+/// sink that is down has not acknowledged is never committed.
+pub fn assert_offsets_held_back(state: &Path, bound: u64, outage: std::time::Duration) {
+    let start = std::time::Instant::now();
+    while start.elapsed() < outage {
+        let offsets = committed_offsets(state);
+        assert!(
+            offsets.iter().all(|&offset| offset <= bound),
+            "nothing committed past what the sink acknowledged: {offsets:?} vs {bound}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+}
