@@ -183,7 +183,12 @@ impl KafkaSink {
         let mut topics: Vec<String> = Vec::with_capacity(batch.chunks().len());
         let mut index = 0;
         for (chunk_index, chunk) in batch.chunks().iter().enumerate() {
-            topics.push(self.topic_of(&chunk.route, chunk.ends.len()));
+            // Records delivered by an earlier attempt are neither sent nor counted again.
+            let undelivered = progress.delivered[index..index + chunk.ends.len()]
+                .iter()
+                .filter(|delivered| !**delivered)
+                .count();
+            topics.push(self.topic_of(&chunk.route, undelivered));
             let topic = &topics[chunk_index];
             let key = self.key.as_ref().and_then(|key| key.render(&chunk.route));
             for record in chunk.records() {
@@ -238,7 +243,8 @@ impl KafkaSink {
     }
 
     /// The topic of a chunk's records: the template filled, unless the cluster said that
-    /// topic does not exist (lately) or the template cannot be filled.
+    /// topic does not exist (lately) or the template cannot be filled; then the default
+    /// topic, and the `records` about to be sent there are counted as rerouted.
     fn topic_of(&mut self, route: &RouteValues, records: usize) -> String {
         let topic = self.topic.render(route);
         if let Some(topic) = &topic
