@@ -21,6 +21,8 @@
 //! - [`tail`]: finding files and reading their lines with exact offsets.
 //! - [`checkpoint`]: durable offsets per file identity, to resume after a restart (SQLite).
 //! - [`sink`]: destinations, batching and acknowledgements.
+//! - [`logging`]: shiplog's own log lines.
+//! - [`liveness`]: whether a stage of the pipeline is wedged (for `/healthz`).
 //! - [`metrics`]: every metric of CONTRACT.md, and the health state.
 //! - [`server`]: `/healthz`, `/readyz`, `/metrics`.
 //! - [`pipeline`]: wires the above into the running collector.
@@ -31,6 +33,8 @@ pub mod config;
 pub mod decode;
 pub mod enrich;
 pub mod kube;
+pub mod liveness;
+pub mod logging;
 pub mod metrics;
 pub mod parse;
 pub mod pipeline;

@@ -1,15 +1,15 @@
 //! The `shiplog` command: parse arguments, dispatch, and map every outcome to an exit code
 //! in one place (0 ok, 1 bad config or input, 2 runtime failure).
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
 use std::io::{BufRead, Write};
 
 use shiplog::cli::{Cli, Command, ParseArgs, RunArgs};
-use shiplog::config::{Config, ConfigError, MetadataSource, SinkKind};
+use shiplog::config::{Config, ConfigError, LogConfig, MetadataSource, SinkKind};
 use shiplog::kube::PodIndex;
+use shiplog::logging::Logging;
 use shiplog::parse::ParserSet;
 use shiplog::pipeline::{self, Mode, RunError};
 use shiplog::record::write_json_str;
@@ -27,11 +27,16 @@ enum Failure {
 }
 
 fn main() -> ExitCode {
-    init_logging();
     let cli = Cli::parse();
     let outcome = match (cli.command, cli.run) {
-        (Some(Command::Check(args)), _) => check(&args.config),
-        (Some(Command::Parse(args)), _) => parse(&args),
+        (Some(Command::Check(args)), _) => {
+            Logging::start(&LogConfig::default());
+            check(&args.config)
+        }
+        (Some(Command::Parse(args)), _) => {
+            Logging::start(&LogConfig::default());
+            parse(&args)
+        }
         (Some(Command::Run(args)), _) | (None, Some(args)) => run(&args),
         (None, None) => Err(Failure::Runtime(
             "no config given: use --config FILE (see --help)".into(),
@@ -197,6 +202,7 @@ fn this_year() -> i16 {
 
 fn run(args: &RunArgs) -> Result<(), Failure> {
     let mut config = Config::load(&args.config).map_err(Failure::Config)?;
+    let logging = Logging::start(&config.log);
     let mode = if args.once { Mode::Once } else { Mode::Follow };
     let runtime = tokio::runtime::Runtime::new()
         .map_err(|error| Failure::Runtime(format!("cannot start the async runtime: {error}")))?;
@@ -212,7 +218,10 @@ fn run(args: &RunArgs) -> Result<(), Failure> {
         report(&summary);
         match summary.reload {
             // The run drained and committed; the next one resumes from those offsets.
-            Some(new) => config = *new,
+            Some(new) => {
+                logging.reload(&config.log, &new.log);
+                config = *new;
+            }
             None => return Ok(()),
         }
     }
@@ -240,27 +249,4 @@ fn report(summary: &pipeline::Summary) {
         delivered = %delivered.join(", "),
         "done"
     );
-}
-
-/// shiplog's own log lines go to stderr (stdout is for records), `info` and up unless
-/// `RUST_LOG` says otherwise: one JSON object per line when stderr is not a terminal (in a
-/// container, for log pipelines), readable text on a terminal; `SHIPLOG_LOG_FORMAT=json`
-/// or `text` chooses.
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let terminal = std::io::stderr().is_terminal();
-    let json = match std::env::var("SHIPLOG_LOG_FORMAT").as_deref() {
-        Ok("json") => true,
-        Ok("text") => false,
-        _ => !terminal,
-    };
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if json {
-        logs.json().init();
-    } else {
-        logs.with_ansi(terminal).init();
-    }
 }

@@ -3,7 +3,6 @@
 //! here (per chunk or per batch, never per line).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode;
@@ -11,6 +10,8 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
+
+use crate::liveness::Liveness;
 
 /// The `sink` label.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -82,7 +83,8 @@ pub struct Metrics {
     /// (the usual process metrics), read from `/proc/self` at each scrape.
     process: ProcessGauges,
     ready: AtomicBool,
-    heartbeat_ms: AtomicU64,
+    /// Whether any stage is wedged, for `/healthz`.
+    pub liveness: Liveness,
 }
 
 impl Metrics {
@@ -112,7 +114,7 @@ impl Metrics {
             files_lag_max_bytes: Gauge::default(),
             process: ProcessGauges::default(),
             ready: AtomicBool::new(false),
-            heartbeat_ms: AtomicU64::new(0),
+            liveness: Liveness::new(),
             registry: Registry::default(),
         };
         let p = &metrics.process;
@@ -257,17 +259,6 @@ impl Metrics {
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Relaxed)
     }
-
-    /// The pipeline's heart beats (its checkpoint task ticks) at `now`.
-    pub fn beat(&self, now: SystemTime) {
-        self.heartbeat_ms.store(unix_ms(now), Ordering::Relaxed);
-    }
-
-    /// Alive: the heart beat within `within` of `now`. A wedged pipeline stops beating.
-    pub fn is_alive(&self, now: SystemTime, within: Duration) -> bool {
-        let last = self.heartbeat_ms.load(Ordering::Relaxed);
-        last != 0 && unix_ms(now).saturating_sub(last) <= within.as_millis() as u64
-    }
 }
 
 impl Default for Metrics {
@@ -327,11 +318,6 @@ pub fn cpu_ticks(stat: &str) -> u64 {
     field(11) + field(12)
 }
 
-fn unix_ms(time: SystemTime) -> u64 {
-    time.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -369,18 +355,5 @@ mod tests {
         let stat = "42 (tokio rt) S 1 42 42 0 -1 4194560 100 0 0 0 7 5 0 0 20 0 3 0";
         assert_eq!(cpu_ticks(stat), 12);
         assert_eq!(cpu_ticks("garbage"), 0);
-    }
-
-    #[test]
-    fn health_follows_the_heartbeat() {
-        let metrics = Metrics::new();
-        let now = SystemTime::now();
-        assert!(
-            !metrics.is_alive(now, Duration::from_secs(5)),
-            "no beat yet"
-        );
-        metrics.beat(now);
-        assert!(metrics.is_alive(now + Duration::from_secs(4), Duration::from_secs(5)));
-        assert!(!metrics.is_alive(now + Duration::from_secs(6), Duration::from_secs(5)));
     }
 }

@@ -3,7 +3,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant};
 
 use http_body_util::Full;
 use hyper::body::Bytes;
@@ -15,7 +15,8 @@ use tokio::net::TcpListener;
 use crate::metrics::Metrics;
 
 /// Serves the three endpoints on `listener` until the task is dropped. `alive_within`: how
-/// recent the pipeline's heartbeat must be for `/healthz` to say ok.
+/// long one stage's piece of work, or the gap between checkpoint ticks, may last before
+/// `/healthz` calls the pipeline wedged (see [`crate::liveness`]).
 pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, alive_within: Duration) {
     loop {
         let (stream, _) = match listener.accept().await {
@@ -47,14 +48,15 @@ fn respond<B>(
     alive_within: Duration,
 ) -> Response<Full<Bytes>> {
     let (status, body, content_type) = match request.uri().path() {
-        "/healthz" if metrics.is_alive(SystemTime::now(), alive_within) => {
-            (StatusCode::OK, "ok\n".to_owned(), "text/plain")
+        "/healthz" => {
+            let wedged = metrics.liveness.wedged(Instant::now(), alive_within);
+            if wedged.is_empty() {
+                (StatusCode::OK, "ok\n".to_owned(), "text/plain")
+            } else {
+                let body = format!("wedged: {}\n", wedged.join(", "));
+                (StatusCode::SERVICE_UNAVAILABLE, body, "text/plain")
+            }
         }
-        "/healthz" => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "pipeline not progressing\n".to_owned(),
-            "text/plain",
-        ),
         "/readyz" if metrics.is_ready() => (StatusCode::OK, "ready\n".to_owned(), "text/plain"),
         "/readyz" => (
             StatusCode::SERVICE_UNAVAILABLE,

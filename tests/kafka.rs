@@ -162,8 +162,11 @@ fn a_cluster_down_for_20_s_holds_the_offsets_back_and_loses_nothing() {
         ("tail", "rescan_interval = \"200ms\""),
         ("state", "commit_interval = \"100ms\""),
         ("pipeline", "batch_timeout = \"50ms\""),
+        ("server", "listen = \"127.0.0.1:0\""),
     ]);
-    let shiplog = Running::start(&config, &node.path("shiplog.log"));
+    let log = node.path("shiplog.log");
+    let shiplog = Running::start(&config, &log);
+    let address = util::server_address(&log);
     let state = node.path("state.db");
     let before = std::fs::metadata(&path).expect("log file").len();
     util::wait_for_commit(&state, before, "the first lines committed");
@@ -171,6 +174,11 @@ fn a_cluster_down_for_20_s_holds_the_offsets_back_and_loses_nothing() {
     cluster.broker_down(-1).expect("brokers down");
     append(&path, &lines(0, 500..1000));
     util::assert_offsets_held_back(&state, before, Duration::from_secs(20));
+    assert_eq!(
+        util::http_get(&address, "/healthz"),
+        (200, "ok\n".to_owned()),
+        "a sink retrying for 20 s is alive: restarting would not bring Kafka back"
+    );
     assert_eq!(
         node.records().len(),
         1000,

@@ -103,3 +103,49 @@ fn editing_the_config_file_reloads_it_without_a_signal() {
         (50..80).collect::<Vec<_>>()
     );
 }
+
+#[test]
+fn the_config_sets_shiplogs_own_log_level_and_a_reload_changes_it() {
+    let node = Node::new();
+    let path = node.container_log("shop", "web-1", "app", numbered_line(0, 0).as_bytes());
+    let fast = ("pipeline", "batch_timeout = \"50ms\"");
+    let config = node.config(&[fast, ("log", "level = \"warn\"\nformat = \"json\"")]);
+    let log = node.path("shiplog.log");
+    let shiplog = Running::start_with_env(&config, &log, &[("RUST_LOG", "")]);
+    wait_until(Duration::from_secs(20), "the first line", || {
+        node.records().len() == 1
+    });
+
+    node.config(&[fast, ("log", "level = \"info\"\nformat = \"json\"")]);
+    util::signal(shiplog.pid(), "HUP");
+    wait_until(Duration::from_secs(20), "the new level", || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("log level changed")
+    });
+    append(&path, &numbered_line(0, 1));
+    wait_until(Duration::from_secs(20), "the second line", || {
+        node.records().len() == 2
+    });
+    assert!(shiplog.stop().success());
+
+    let text = std::fs::read_to_string(&log).expect("log");
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    let changed = lines
+        .iter()
+        .position(|line| line["fields"]["message"] == "log level changed")
+        .expect("the change is logged");
+    let info = |line: &serde_json::Value| line["level"] == "INFO";
+    assert!(
+        !lines[..changed].iter().any(info),
+        "nothing under warn before the reload: {text}"
+    );
+    assert!(
+        lines[changed + 1..].iter().any(|line| info(line)
+            && line["fields"]["message"] == "stopping: draining in-flight records"),
+        "info lines after it: {text}"
+    );
+}

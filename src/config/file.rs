@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::units::{deserialize_duration, deserialize_size};
-use super::{MetadataSource, ReadFrom};
+use super::{LogConfig, LogFormat, MetadataSource, ReadFrom};
 
 const KIB: u64 = 1 << 10;
 const MIB: u64 = 1 << 20;
@@ -37,6 +37,8 @@ pub(super) struct ConfigFile {
     pub route: RouteFile,
     #[serde(default)]
     pub server: ServerFile,
+    #[serde(default)]
+    pub log: LogFile,
     #[serde(default)]
     pub sinks: BTreeMap<String, toml::Table>,
 }
@@ -187,6 +189,23 @@ impl Default for ServerFile {
     fn default() -> Self {
         ServerFile {
             listen: "127.0.0.1:2020".to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct LogFile {
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl Default for LogFile {
+    fn default() -> Self {
+        let defaults = LogConfig::default();
+        LogFile {
+            level: defaults.level,
+            format: defaults.format,
         }
     }
 }

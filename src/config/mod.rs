@@ -57,6 +57,8 @@ pub struct Config {
     pub route: RouteConfig,
     /// `[server]`: the health and metrics endpoint.
     pub server: ServerConfig,
+    /// `[log]` (beyond CONTRACT): shiplog's own log lines.
+    pub log: LogConfig,
     /// `[sinks.<name>]`, in name order. At least one.
     pub sinks: Vec<SinkConfig>,
 }
@@ -193,6 +195,38 @@ pub struct ServerConfig {
     /// Where `/healthz`, `/readyz` and `/metrics` are served; `None` (`""`) disables it.
     /// Default `127.0.0.1:2020`.
     pub listen: Option<SocketAddr>,
+}
+
+/// `[log]` (beyond CONTRACT): shiplog's own log lines, on stderr.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogConfig {
+    /// Which lines: a `RUST_LOG`-style filter (`"info"`, `"warn,shiplog::tail=debug"`),
+    /// checked at load. `RUST_LOG`, when set, wins. Default `info`. A reload applies it.
+    pub level: String,
+    /// How they are written. `SHIPLOG_LOG_FORMAT`, when set, wins. Default `auto`. Read
+    /// at start only.
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".to_owned(),
+            format: LogFormat::Auto,
+        }
+    }
+}
+
+/// `log.format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// JSON when stderr is not a terminal (in a container), text on a terminal.
+    Auto,
+    /// One JSON object per line.
+    Json,
+    /// Human-readable lines.
+    Text,
 }
 
 /// `[sinks.<name>]`.

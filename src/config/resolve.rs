@@ -11,12 +11,12 @@ use std::time::Duration;
 
 use super::env::Lookup;
 use super::file::{
-    ConfigFile, KubernetesFile, ParsersFile, PipelineFile, RouteFile, ServerFile, StateFile,
-    TailFile,
+    ConfigFile, KubernetesFile, LogFile, ParsersFile, PipelineFile, RouteFile, ServerFile,
+    StateFile, TailFile,
 };
 use super::{
-    Config, ConfigError, KubernetesConfig, MetadataSource, ParsersConfig, PipelineConfig,
-    RouteConfig, ServerConfig, StateConfig, TailConfig,
+    Config, ConfigError, KubernetesConfig, LogConfig, MetadataSource, ParsersConfig,
+    PipelineConfig, RouteConfig, ServerConfig, StateConfig, TailConfig,
 };
 
 /// The smallest `tail.max_line_bytes`: below it, ordinary lines would be cut.
@@ -122,6 +122,7 @@ pub(super) fn resolve(file: ConfigFile, origin: &Origin<'_>) -> Result<Config, C
         parsers: parsers(file.parsers, origin)?,
         route,
         server: server(file.server, origin)?,
+        log: log(file.log, origin)?,
         sinks,
     })
 }
@@ -259,6 +260,30 @@ fn server(file: ServerFile, origin: &Origin<'_>) -> Result<ServerConfig, ConfigE
         })?),
     };
     Ok(ServerConfig { listen })
+}
+
+/// The levels a bare word of `log.level` may name. `RUST_LOG` would take any other bare
+/// word as a target to log at every level; in a config file it is far likelier a typo.
+const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+
+fn log(file: LogFile, origin: &Origin<'_>) -> Result<LogConfig, ConfigError> {
+    let hint = "use a level (trace, debug, info, warn, error, off) or directives such as \"warn,shiplog::tail=debug\"";
+    let not_a_level =
+        file.level.split(',').map(str::trim).find(|word| {
+            !word.contains('=') && !LEVELS.contains(&word.to_ascii_lowercase().as_str())
+        });
+    if let Some(word) = not_a_level {
+        let reason = format!("{word:?} is not a level: {hint}");
+        return Err(origin.error("log.level", reason));
+    }
+    if let Err(error) = tracing_subscriber::EnvFilter::builder().parse(&file.level) {
+        let reason = format!("invalid filter {:?}: {error}: {hint}", file.level);
+        return Err(origin.error("log.level", reason));
+    }
+    Ok(LogConfig {
+        level: file.level,
+        format: file.format,
+    })
 }
 
 /// Refuses a zero duration where it is used as a timer period.

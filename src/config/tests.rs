@@ -91,6 +91,10 @@ fn default_config(dir: &Path) -> Config {
         server: ServerConfig {
             listen: Some(SocketAddr::from(([127, 0, 0, 1], 2020))),
         },
+        log: LogConfig {
+            level: "info".to_string(),
+            format: LogFormat::Auto,
+        },
         sinks: vec![SinkConfig {
             name: "out".to_string(),
             kind: SinkKind::Stdout,
@@ -214,6 +218,10 @@ fn every_section_can_be_overridden() -> TestResult {
         [server]
         listen = ""
 
+        [log]
+        level = "warn,shiplog::tail=debug"
+        format = "json"
+
         [sinks.zz_null]
         type = "null"
 
@@ -274,6 +282,10 @@ fn every_section_can_be_overridden() -> TestResult {
             default_topic: "orphans".into(),
         },
         server: ServerConfig { listen: None },
+        log: LogConfig {
+            level: "warn,shiplog::tail=debug".to_string(),
+            format: LogFormat::Json,
+        },
         sinks: vec![
             SinkConfig {
                 name: "archive".into(),
@@ -418,7 +430,7 @@ const REFUSED: &[Refused] = &[
     refused(
         "tial = 1\n[sinks.out]\ntype = \"stdout\"",
         "",
-        "unknown key \"tial\" (expected one of: tail, state, pipeline, kubernetes, parsers, route, server, sinks)",
+        "unknown key \"tial\" (expected one of: tail, state, pipeline, kubernetes, parsers, route, server, log, sinks)",
     ),
     refused(
         "[tail]\ninclde = []\n[sinks.out]\ntype = \"stdout\"",
@@ -673,6 +685,16 @@ const REFUSED: &[Refused] = &[
         "[server]\nlisten = \"localhost:2020\"\n[sinks.out]\ntype = \"stdout\"",
         "server.listen",
         "invalid socket address \"localhost:2020\" (use IP:PORT such as 127.0.0.1:2020, or \"\" to disable)",
+    ),
+    refused(
+        "[log]\nlevel = \"debgu\"\n[sinks.out]\ntype = \"stdout\"",
+        "log.level",
+        "\"debgu\" is not a level: use a level (trace, debug, info, warn, error, off) or directives such as \"warn,shiplog::tail=debug\"",
+    ),
+    refused(
+        "[log]\nlevel = \"shiplog=loud\"\n[sinks.out]\ntype = \"stdout\"",
+        "log.level",
+        "invalid filter \"shiplog=loud\": error parsing level filter: expected one of \"off\", \"error\", \"warn\", \"info\", \"debug\", \"trace\", or a number 0-5: use a level (trace, debug, info, warn, error, off) or directives such as \"warn,shiplog::tail=debug\"",
     ),
 ];
 

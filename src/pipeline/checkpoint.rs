@@ -71,7 +71,7 @@ pub struct Checkpointer {
     forget: Vec<FileId>,
     /// Delivered offsets by path, for the run summary.
     delivered: BTreeMap<PathBuf, u64>,
-    /// Heartbeat (each commit tick) and commit failures go here.
+    /// Liveness ticks (each commit tick) and commit failures go here.
     metrics: Arc<Metrics>,
 }
 
@@ -118,7 +118,7 @@ impl Checkpointer {
                     None => break,
                 },
                 _ = tick.tick() => {
-                    self.metrics.beat(SystemTime::now());
+                    self.metrics.liveness.tick();
                     self.commit();
                 }
             }

@@ -30,6 +30,7 @@ use crate::checkpoint::Store;
 use crate::config::{Config, ConfigError, MetadataSource};
 use crate::enrich::{EnrichSettings, Enricher};
 use crate::kube::{ApiSettings, FragmentOptions, Metadata, PodIndex};
+use crate::liveness::Stage;
 use crate::metrics::Metrics;
 use crate::parse::{ParserError, ParserSet};
 use crate::route::{Placeholder, Template};
@@ -300,11 +301,19 @@ impl ProcessStage {
 
     /// Events in, chunks out to every sink, until the engine closes its channel.
     fn run(mut self, mut events: mpsc::Receiver<TailEvent>) -> ProcessStats {
-        while let Some(event) = events.blocking_recv() {
+        let metrics = Arc::clone(&self.metrics);
+        let liveness = &metrics.liveness;
+        loop {
+            let event = {
+                let _waiting = liveness.wait(Stage::Process);
+                events.blocking_recv()
+            };
+            let Some(event) = event else { break };
             if !self.handle(event) {
                 break;
             }
         }
+        liveness.end(Stage::Process);
         self.processor.stats()
     }
 
@@ -340,8 +349,13 @@ impl ProcessStage {
         let Some(chunk) = chunk else {
             return true;
         };
+        let liveness = &self.metrics.liveness;
         let stopping = || self.stopping.load(Ordering::Relaxed);
-        if !self.budget.acquire(chunk.ack.bytes, &stopping) {
+        let acquired = {
+            let _waiting = liveness.wait(Stage::Process);
+            self.budget.acquire(chunk.ack.bytes, &stopping)
+        };
+        if !acquired {
             return false;
         }
         if let Some((file, gone)) = closed {
@@ -354,6 +368,7 @@ impl ProcessStage {
         let chunk = Arc::new(chunk);
         // A closed sink stopped for good; its task reports why. Reading on would deliver
         // nothing.
+        let _waiting = liveness.wait(Stage::Process);
         self.sinks
             .iter()
             .all(|sink| sink.blocking_send(Arc::clone(&chunk)).is_ok())
@@ -388,7 +403,8 @@ async fn start_server(config: &Config, metrics: &Arc<Metrics>) -> Result<AbortOn
         })?;
     let bound = listener.local_addr().map_or(address, |bound| bound);
     tracing::info!(address = %bound, "serving /healthz, /readyz and /metrics");
-    // Alive while the checkpoint task ticks: a few commit intervals, and never under 10 s.
+    // A piece of work, or the gap between checkpoint ticks, may last a few commit
+    // intervals, and never less than 10 s.
     let alive_within = (config.state.commit_interval * 5).max(std::time::Duration::from_secs(10));
     let task = tokio::spawn(server::serve(listener, Arc::clone(metrics), alive_within));
     Ok(AbortOnDrop(Some(task)))

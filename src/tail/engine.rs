@@ -28,6 +28,7 @@ use super::identity::{FileId, Fingerprint};
 use super::watch::{DirWatcher, Wake};
 use super::{FileSet, FoundFile, LineReader, Lines};
 use crate::config::ReadFrom;
+use crate::liveness::Stage;
 use crate::metrics::Metrics;
 
 /// Chunks one file may read in one round before the others get their turn.
@@ -184,12 +185,14 @@ impl Tailer {
 
     /// Follows files until told to stop (or, with `once`, until everything is read).
     pub fn run(mut self) {
+        self.metrics.liveness.begin(Stage::Tail);
         for dir in self.files.watch_dirs() {
             self.watcher.watch(&dir);
         }
         // Ending early (the pipeline went away) needs no clean-up: dropping the sender is
         // the signal downstream.
         drop(self.follow());
+        self.metrics.liveness.end(Stage::Tail);
     }
 
     fn follow(&mut self) -> Result<(), Disconnected> {
@@ -210,7 +213,11 @@ impl Tailer {
                 until_rescan.min(self.until_next_close())
             };
             let mut moved = false;
-            match self.wake.recv_timeout(wait) {
+            let woken = {
+                let _waiting = self.metrics.liveness.wait(Stage::Tail);
+                self.wake.recv_timeout(wait)
+            };
+            match woken {
                 Ok(Wake::Stop) | Err(std_mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
                 Ok(wake) => moved = wake == Wake::Moved,
                 Err(std_mpsc::RecvTimeoutError::Timeout) => {}
@@ -661,7 +668,9 @@ impl Tailer {
         self.send(TailEvent::Closed { file: key, gone })
     }
 
+    /// Sends `event` downstream, waiting (backpressure) while the channel is full.
     fn send(&self, event: TailEvent) -> Result<(), Disconnected> {
+        let _waiting = self.metrics.liveness.wait(Stage::Tail);
         self.events.blocking_send(event).map_err(|_| Disconnected)
     }
 }

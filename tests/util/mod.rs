@@ -167,17 +167,25 @@ impl Running {
         Running::start_with_env(config, stderr_to, &[])
     }
 
-    /// [`Running::start`] with the variables `env` added to shiplog's environment.
+    /// [`Running::start`] with the variables `env` added to shiplog's environment; a
+    /// variable given as empty is removed (`("RUST_LOG", "")` lets the config choose).
     pub fn start_with_env(config: &Path, stderr_to: &Path, env: &[(&str, &str)]) -> Running {
         let stderr = fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(stderr_to)
             .expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_shiplog"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_shiplog"));
+        command.env("RUST_LOG", "info");
+        for (name, value) in env {
+            if value.is_empty() {
+                command.env_remove(name);
+            } else {
+                command.env(name, value);
+            }
+        }
+        let child = command
             .args(["--config", config.to_str().expect("UTF-8 path")])
-            .env("RUST_LOG", "info")
-            .envs(env.iter().copied())
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(stderr)
