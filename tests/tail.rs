@@ -115,13 +115,7 @@ fn a_copytruncated_file_is_read_again_from_its_start() {
 
     // copytruncate: copy aside, then cut the original to nothing. Lines written between
     // the two steps would be lost if not yet read; here nothing is written in between.
-    fs::copy(&path, path.with_extension("log.1")).expect("copy");
-    OpenOptions::new()
-        .write(true)
-        .open(&path)
-        .expect("open")
-        .set_len(0)
-        .expect("truncate");
+    copy_then_truncate(&path, &path.with_extension("log.1"));
     append(&path, &lines(0, 500..1200));
     wait_until(
         Duration::from_secs(20),
@@ -130,6 +124,107 @@ fn a_copytruncated_file_is_read_again_from_its_start() {
     );
     assert!(shiplog.stop().success());
     assert_eq!(by_file(&node.records())[&0], (0..1200).collect::<Vec<_>>());
+}
+
+/// logrotate's copytruncate: copy `path` aside to `copy`, then cut it to nothing.
+fn copy_then_truncate(path: &Path, copy: &Path) {
+    fs::copy(path, copy).expect("copy");
+    OpenOptions::new()
+        .write(true)
+        .open(path)
+        .expect("open")
+        .set_len(0)
+        .expect("truncate");
+}
+
+#[test]
+fn lines_not_yet_read_when_a_file_is_copytruncated_are_read_from_the_copy() {
+    let node = Node::new();
+    let path = node.container_log("shop", "web-1", "app", lines(0, 0..100).as_bytes());
+    let config = node.config(&[FOLLOW, FAST_COMMITS, FAST_BATCHES]);
+    let shiplog = Running::start(&config, &node.path("shiplog.log"));
+    wait_until(Duration::from_secs(20), "the first 100 lines", || {
+        node.records().len() >= 100
+    });
+
+    // shiplog falls behind (stopped, here), and the rotator copies and truncates the file
+    // before it reads lines 100..200: they are only in the copy now.
+    util::signal(shiplog.pid(), "STOP");
+    append(&path, &lines(0, 100..200));
+    copy_then_truncate(&path, &path.with_extension("log.1"));
+    append(&path, &lines(0, 200..260));
+    util::signal(shiplog.pid(), "CONT");
+
+    wait_until(Duration::from_secs(20), "every line", || {
+        node.records().len() >= 260
+    });
+    assert!(shiplog.stop().success());
+    assert_eq!(
+        by_file(&node.records())[&0],
+        (0..260).collect::<Vec<_>>(),
+        "each line once, in order: the copy's unread lines before the truncated file's new ones"
+    );
+}
+
+#[test]
+fn a_file_copytruncated_again_and_again_under_a_running_writer_loses_only_the_rotators_window() {
+    const LINES: usize = 12_000;
+    const ROTATE_EVERY: usize = 2_000;
+    /// Lines the writer appends between the rotator's copy and its truncation: in neither
+    /// the copy nor the truncated file, unless shiplog read them in between.
+    const WINDOW: usize = 3;
+    let node = Node::new();
+    let path = node.container_log("shop", "web-1", "app", b"");
+    let config = node.config(&[FOLLOW, FAST_COMMITS, FAST_BATCHES, LISTEN]);
+    let log = node.path("shiplog.log");
+    let shiplog = Running::start(&config, &log);
+    util::wait_for_open_files(&util::server_address(&log), 1);
+
+    let mut in_window = Vec::new();
+    let mut seq = 0;
+    while seq < LINES {
+        if seq > 0 && seq % ROTATE_EVERY == 0 {
+            let copy = path.with_extension(format!("log.{}", seq / ROTATE_EVERY));
+            fs::copy(&path, &copy).expect("copy");
+            for _ in 0..WINDOW {
+                append(&path, &numbered_line(0, seq));
+                in_window.push(seq);
+                seq += 1;
+            }
+            OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .expect("open")
+                .set_len(0)
+                .expect("truncate");
+        }
+        append(&path, &numbered_line(0, seq));
+        seq += 1;
+        if seq % 50 == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    let expected = LINES - in_window.len();
+    wait_until(
+        Duration::from_secs(60),
+        "every line outside the windows",
+        || node.records().len() >= expected,
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(shiplog.stop().success());
+
+    let seqs = by_file(&node.records())
+        .remove(&0)
+        .expect("the file's records");
+    assert!(
+        seqs.windows(2).all(|pair| pair[0] < pair[1]),
+        "each line at most once, in order"
+    );
+    let missing: Vec<usize> = (0..LINES).filter(|seq| !seqs.contains(seq)).collect();
+    assert!(
+        missing.iter().all(|seq| in_window.contains(seq)),
+        "only lines of the rotator's windows may be lost; missing {missing:?}, windows {in_window:?}"
+    );
 }
 
 #[test]
@@ -175,6 +270,32 @@ fn lines_of_a_file_rotated_while_shiplog_was_down_arrive_before_its_successor() 
     append(&path, &lines(0, 25..40));
     run_once(&config);
     assert_eq!(by_file(&node.records())[&0], (0..40).collect::<Vec<_>>());
+}
+
+#[test]
+fn the_checkpoint_of_a_file_deleted_while_shiplog_was_down_is_dropped_at_the_next_start() {
+    let node = Node::new();
+    let path = node.container_log("shop", "web-1", "app", lines(0, 0..10).as_bytes());
+    let config = node.config(&[]);
+    run_once(&config);
+    // Rotated, and the rotated file deleted (the kubelet compresses or removes old ones),
+    // all while shiplog was down; the pod's folder stays.
+    rotate_by_rename(&path, 1);
+    let rotated = fs::read_dir(path.parent().expect("folder"))
+        .expect("list")
+        .flatten()
+        .map(|entry| entry.path())
+        .find(|p| p != &path)
+        .expect("the rotated file");
+    fs::remove_file(rotated).expect("delete");
+    append(&path, &lines(1, 0..5));
+    run_once(&config);
+    assert_eq!(
+        util::committed_offsets(&node.path("state.db")),
+        vec![fs::metadata(&path).expect("stat").len()],
+        "one checkpoint: the deleted file's is gone, the successor's is kept"
+    );
+    assert_eq!(by_file(&node.records())[&1], (0..5).collect::<Vec<_>>());
 }
 
 #[test]

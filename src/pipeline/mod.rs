@@ -19,7 +19,7 @@ mod shutdown;
 
 use std::collections::BTreeMap;
 use std::num::NonZeroUsize;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc as std_mpsc;
@@ -432,16 +432,9 @@ fn open_store(config: &Config) -> Result<(Store, Vec<Resume>, bool), ConfigError
         ConfigError::new(&config.source, "state.path", e.to_string())
     };
     let mut store = Store::open(path).map_err(error)?;
-    let (kept, gone): (Vec<_>, Vec<_>) = store
+    let (resume, gone): (Vec<_>, Vec<_>) = store
         .load()
         .map_err(error)?
-        .into_iter()
-        .partition(|c| c.path.parent().is_some_and(Path::exists));
-    // A file whose folder is gone (the kubelet removes a deleted pod's folder) can never
-    // be read again: its checkpoint goes. Files merely idle keep theirs, however old.
-    let gone: Vec<_> = gone.iter().map(|c| c.id).collect();
-    store.forget(&gone).map_err(error)?;
-    let resume = kept
         .into_iter()
         .map(|c| Resume {
             id: c.id,
@@ -449,7 +442,18 @@ fn open_store(config: &Config) -> Result<(Store, Vec<Resume>, bool), ConfigError
             path: c.path,
             offset: c.offset,
         })
-        .collect();
+        .partition(|resume| !crate::tail::is_gone(resume));
+    // A file deleted while shiplog was down (its pod's folder removed by the kubelet, or a
+    // rotated file it compressed away) can never be read again: its checkpoint goes. Files
+    // merely idle keep theirs, however old.
+    let gone: Vec<_> = gone.iter().map(|resume| resume.id).collect();
+    let forgotten = store.forget(&gone).map_err(error)?;
+    if forgotten > 0 {
+        tracing::info!(
+            forgotten,
+            "checkpoints of files deleted while shiplog was down removed"
+        );
+    }
     Ok((store, resume, first_start))
 }
 

@@ -605,17 +605,42 @@ impl Tailer {
         }
     }
 
-    /// A truncated file is read again from its first byte under a new number. Lines
-    /// written between the rotator's copy and its truncation, and not yet read, are lost:
-    /// that window belongs to copytruncate itself; reading promptly keeps it small.
+    /// A truncated file is read again from its first byte under a new number.
+    ///
+    /// copytruncate copies the file aside, then cuts it. What the copy holds beyond the
+    /// last line read is read from the copy first, when the copy is in the same folder (as
+    /// logrotate leaves it): so only lines written between the rotator's copy and its
+    /// truncation are lost, a window that belongs to copytruncate itself, and that reading
+    /// promptly keeps small.
     fn restart_truncated(&mut self, key: u64) -> Result<(), Disconnected> {
-        let Some(old) = self.followed.get(&key) else {
+        let Some(old) = self.followed.get_mut(&key) else {
             return Ok(());
         };
-        let (found, id) = (old.found.clone(), old.id);
+        let (found, id, fingerprint) = (old.found.clone(), old.id, old.fingerprint);
+        let read_up_to = old.reader.offset();
+        let copy = self.find_copy(&found.target, id, fingerprint, read_up_to);
+        let Some(old) = self.followed.get_mut(&key) else {
+            return Ok(());
+        };
+        if copy.is_some() {
+            // The copy holds the unfinished last line whole.
+            old.reader.drop_pending();
+        }
         tracing::info!(path = %found.target.display(), "file truncated; reading it again from the start");
         let file = old.reader.file().try_clone();
         self.close(key, false)?;
+        if let Some((path, handle, copy_id)) = copy {
+            tracing::info!(copy = %path.display(), from = read_up_to, "reading what the truncated file's copy holds beyond the last line read");
+            let aside = FoundFile {
+                path: path.clone(),
+                target: path,
+            };
+            if let Some(copy_key) = self.start(aside, handle, copy_id, read_up_to)? {
+                self.mark_rotated(copy_key);
+                while self.read_file(copy_key, usize::MAX)? {}
+                self.close(copy_key, true)?;
+            }
+        }
         match file {
             Ok(file) => self.start(found, file, id, 0).map(drop),
             Err(error) => {
@@ -623,6 +648,36 @@ impl Tailer {
                 Ok(())
             }
         }
+    }
+
+    /// The copy copytruncate made of the file `id` at `target`: another file in its folder
+    /// that starts with the same bytes and holds more than `read_up_to` bytes, the most
+    /// recently modified if several do. Files already followed or read are not copies.
+    fn find_copy(
+        &self,
+        target: &Path,
+        id: FileId,
+        fingerprint: Fingerprint,
+        read_up_to: u64,
+    ) -> Option<(PathBuf, File, FileId)> {
+        let entries = std::fs::read_dir(target.parent()?).ok()?;
+        entries
+            .flatten()
+            .filter_map(|entry| {
+                let path = entry.path();
+                let (handle, metadata) = open(&path)?;
+                let copy_id = FileId::of(&metadata);
+                let known = copy_id == id
+                    || self.followed.values().any(|f| f.id == copy_id)
+                    || self.closed.contains(copy_id, &handle);
+                let copy = !known
+                    && metadata.len() > read_up_to
+                    && fingerprint.matches(&handle).unwrap_or(false);
+                let modified = metadata.modified().ok()?;
+                copy.then_some((modified, path, handle, copy_id))
+            })
+            .max_by_key(|(modified, ..)| *modified)
+            .map(|(_, path, handle, copy_id)| (path, handle, copy_id))
     }
 
     /// Closes rotated files that have been drained and quiet for `rotate_wait`.
@@ -720,6 +775,32 @@ fn open(path: &Path) -> Option<(File, std::fs::Metadata)> {
     let file = File::open(path).ok()?;
     let metadata = file.metadata().ok()?;
     metadata.is_file().then_some((file, metadata))
+}
+
+/// Whether the file a checkpoint names is gone for good: not at its path, and nowhere in
+/// its folder (or the folder itself is gone, as the kubelet removes a deleted pod's). A
+/// folder that cannot be listed, or a path that cannot be looked at for another reason than
+/// its absence, counts as present: only a file known gone may lose its checkpoint.
+pub fn is_gone(resume: &Resume) -> bool {
+    let same = |file: &File, metadata: &std::fs::Metadata| {
+        FileId::of(metadata) == resume.id && resume.fingerprint.matches(file).unwrap_or(true)
+    };
+    match File::open(&resume.path).and_then(|file| Ok((file.metadata()?, file))) {
+        Ok((metadata, file)) if same(&file, &metadata) => return false,
+        Ok(_) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(_) => return false,
+    }
+    let Some(dir) = resume.path.parent() else {
+        return false;
+    };
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(error) => return error.kind() == std::io::ErrorKind::NotFound,
+    };
+    !entries
+        .flatten()
+        .any(|entry| open(&entry.path()).is_some_and(|(file, metadata)| same(&file, &metadata)))
 }
 
 /// The file `resume` names, looked for by (device, inode) and fingerprint in the folder

@@ -12,7 +12,7 @@ mod reader;
 mod watch;
 
 pub use discover::{FileSet, FoundFile, GlobError};
-pub use engine::{Resume, TailEvent, TailSettings, Tailer};
+pub use engine::{Resume, TailEvent, TailSettings, Tailer, is_gone};
 pub use identity::{FileId, Fingerprint};
 pub use reader::{LineEnd, LineReader, Lines};
 pub use watch::Wake;

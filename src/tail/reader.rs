@@ -114,6 +114,12 @@ impl LineReader {
         }
     }
 
+    /// Forgets the bytes waiting for a newline: another reader reads them again (from a
+    /// copytruncated file's copy).
+    pub fn drop_pending(&mut self) {
+        self.pending.clear();
+    }
+
     /// The bytes after the last newline, when the file is finished with (it ends without a
     /// newline). `None` when nothing is pending.
     pub fn take_unterminated(&mut self) -> Option<Lines> {
