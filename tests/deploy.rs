@@ -494,16 +494,20 @@ struct ShiplogConfig {
 }
 
 impl ShiplogConfig {
-    fn value(&self, dotted: &str) -> &toml::Value {
+    /// The value at `dotted`, when the config sets it.
+    fn value_opt(&self, dotted: &str) -> Option<&toml::Value> {
         let mut keys = dotted.split('.');
         let first = keys.next().and_then(|key| self.table.get(key));
         keys.fold(first, |value, key| value.and_then(|v| v.get(key)))
-            .unwrap_or_else(|| {
-                panic!(
-                    "{}: the config must set {dotted} itself: the DaemonSet depends on it",
-                    self.deployment
-                )
-            })
+    }
+
+    fn value(&self, dotted: &str) -> &toml::Value {
+        self.value_opt(dotted).unwrap_or_else(|| {
+            panic!(
+                "{}: the config must set {dotted} itself: the DaemonSet depends on it",
+                self.deployment
+            )
+        })
     }
 
     fn text(&self, dotted: &str) -> &str {
@@ -746,6 +750,33 @@ fn node_and_pod_names_come_from_the_downward_api() {
                 deployment.name
             );
         }
+    }
+}
+
+#[test]
+fn shiplogs_own_pods_are_excluded_by_an_annotation_the_config_recognises() {
+    for deployment in deployments() {
+        let config = deployment.config();
+        let prefixes = match config.value_opt("kubernetes.annotation_prefixes") {
+            Some(_) => config.strings("kubernetes.annotation_prefixes"),
+            None => vec!["shiplog.io".to_owned(), "fluentbit.io".to_owned()],
+        };
+        let annotations = deployment
+            .daemonset()
+            .spec
+            .and_then(|spec| spec.template.metadata)
+            .and_then(|metadata| metadata.annotations)
+            .unwrap_or_default();
+        assert!(
+            prefixes.iter().any(|prefix| {
+                annotations
+                    .get(&format!("{prefix}/exclude"))
+                    .map(String::as_str)
+                    == Some("true")
+            }),
+            "{}: the pod template has no <prefix>/exclude: \"true\" for prefixes {prefixes:?}",
+            deployment.name
+        );
     }
 }
 
