@@ -25,6 +25,7 @@
 //! - [`liveness`]: whether a stage of the pipeline is wedged (for `/healthz`).
 //! - [`metrics`]: every metric of CONTRACT.md, and the health state.
 //! - [`server`]: `/healthz`, `/readyz`, `/metrics`.
+//! - [`events`]: Kubernetes events, shipped by the one shiplog holding a Lease.
 //! - [`pipeline`]: wires the above into the running collector.
 
 pub mod checkpoint;
@@ -32,6 +33,7 @@ pub mod cli;
 pub mod config;
 pub mod decode;
 pub mod enrich;
+pub mod events;
 pub mod kube;
 pub mod liveness;
 pub mod logging;

@@ -148,6 +148,19 @@ fn check(path: &std::path::Path) -> Result<(), Failure> {
         Some(address) => println!("  server:   http://{address}/metrics, /healthz, /readyz"),
         None => println!("  server:   off"),
     }
+    let events = &config.events;
+    if events.enabled {
+        let namespaces = match events.namespaces.as_slice() {
+            [] => "all namespaces".to_owned(),
+            names => names.join(", "),
+        };
+        println!(
+            "  events:   {namespaces} as topic {}, while {} holds Lease {}/{}",
+            events.topic, events.identity, events.lease_namespace, events.lease_name
+        );
+    } else {
+        println!("  events:   off");
+    }
     Ok(())
 }
 

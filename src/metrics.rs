@@ -79,6 +79,11 @@ pub struct Metrics {
     pub files_lag_bytes: Gauge,
     /// `shiplog_files_lag_max_bytes` (beyond CONTRACT): the largest lag of any one file.
     pub files_lag_max_bytes: Gauge,
+    /// `shiplog_events_leader` (beyond CONTRACT): 1 while this shiplog holds the events
+    /// Lease and ships Kubernetes events.
+    pub events_leader: Gauge,
+    /// `shiplog_events_shipped_total` (beyond CONTRACT): Kubernetes events sent to the sinks.
+    pub events_shipped: Counter,
     /// `process_resident_memory_bytes`, `process_cpu_seconds_total`, `process_open_fds`
     /// (the usual process metrics), read from `/proc/self` at each scrape.
     process: ProcessGauges,
@@ -112,6 +117,8 @@ impl Metrics {
             cloudwatch_split_records: Family::default(),
             files_lag_bytes: Gauge::default(),
             files_lag_max_bytes: Gauge::default(),
+            events_leader: Gauge::default(),
+            events_shipped: Counter::default(),
             process: ProcessGauges::default(),
             ready: AtomicBool::new(false),
             liveness: Liveness::new(),
@@ -234,6 +241,16 @@ impl Metrics {
             "files_lag_max_bytes",
             "The largest lag of one file",
             metrics.files_lag_max_bytes.clone(),
+        );
+        r.register(
+            "events_leader",
+            "1 while this shiplog holds the events Lease",
+            metrics.events_leader.clone(),
+        );
+        r.register(
+            "events_shipped",
+            "Kubernetes events sent to the sinks",
+            metrics.events_shipped.clone(),
         );
         Metrics {
             registry: root,

@@ -22,7 +22,7 @@ use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{
     ConfigMap, Container, Namespace, PodSpec, ServiceAccount, Volume, VolumeMount,
 };
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -322,6 +322,8 @@ fn check_object(object: &Value, origin: &str) {
         "ServiceAccount" => round_trip::<ServiceAccount>(object, &origin),
         "ClusterRole" => round_trip::<ClusterRole>(object, &origin),
         "ClusterRoleBinding" => round_trip::<ClusterRoleBinding>(object, &origin),
+        "Role" => round_trip::<Role>(object, &origin),
+        "RoleBinding" => round_trip::<RoleBinding>(object, &origin),
         "ConfigMap" => round_trip::<ConfigMap>(object, &origin),
         "DaemonSet" => round_trip::<DaemonSet>(object, &origin),
         other => panic!("{origin}: kind {other:?} is not one deploy/ is expected to hold"),
@@ -655,6 +657,8 @@ fn every_deployment_holds_the_objects_shiplog_needs_and_nothing_else() {
                 "ServiceAccount",
                 "ClusterRole",
                 "ClusterRoleBinding",
+                "Role",
+                "RoleBinding",
                 "ConfigMap",
                 "ConfigMap",
                 "DaemonSet"
@@ -944,31 +948,87 @@ fn it_runs_on_every_node_first_and_one_at_a_time() {
 // ---------------------------------------------------------------------------------------
 // RBAC, config mounts, image
 
-#[test]
-fn the_cluster_role_grants_only_reading_pods_and_namespaces() {
-    for deployment in deployments() {
-        let role: ClusterRole = deployment.only("ClusterRole");
-        assert!(role.aggregation_rule.is_none(), "{}", deployment.name);
-        let mut granted = BTreeSet::new();
-        for rule in role.rules.unwrap_or_default() {
-            assert_eq!(
-                rule.api_groups,
-                Some(vec![String::new()]),
-                "{}",
-                deployment.name
-            );
-            assert!(rule.resource_names.is_none() && rule.non_resource_urls.is_none());
-            for resource in rule.resources.unwrap_or_default() {
+/// Every (API group, resource, verb) `rules` grant; a rule naming objects or URLs fails.
+fn grants(rules: Vec<PolicyRule>, origin: &str) -> BTreeSet<(String, String, String)> {
+    let mut granted = BTreeSet::new();
+    for rule in rules {
+        assert!(
+            rule.resource_names.is_none() && rule.non_resource_urls.is_none(),
+            "{origin}: rules name resources, not objects or URLs"
+        );
+        for group in rule.api_groups.unwrap_or_default() {
+            for resource in rule.resources.clone().unwrap_or_default() {
                 for verb in &rule.verbs {
-                    granted.insert((resource.clone(), verb.clone()));
+                    granted.insert((group.clone(), resource.clone(), verb.clone()));
                 }
             }
         }
-        let expected: BTreeSet<(String, String)> = ["pods", "namespaces"]
-            .iter()
-            .flat_map(|r| ["get", "list", "watch"].map(|v| (r.to_string(), v.to_string())))
-            .collect();
+    }
+    granted
+}
+
+fn grant(group: &str, resource: &str, verbs: &[&str]) -> Vec<(String, String, String)> {
+    verbs
+        .iter()
+        .map(|verb| (group.to_owned(), resource.to_owned(), (*verb).to_owned()))
+        .collect()
+}
+
+#[test]
+fn the_cluster_role_grants_only_reading_pods_namespaces_and_events() {
+    for deployment in deployments() {
+        let role: ClusterRole = deployment.only("ClusterRole");
+        assert!(role.aggregation_rule.is_none(), "{}", deployment.name);
+        let granted = grants(role.rules.unwrap_or_default(), &deployment.name);
+        let read = ["get", "list", "watch"];
+        let expected: BTreeSet<_> = [
+            grant("", "pods", &read),
+            grant("", "namespaces", &read),
+            grant("events.k8s.io", "events", &read),
+        ]
+        .concat()
+        .into_iter()
+        .collect();
         assert_eq!(granted, expected, "{}", deployment.name);
+    }
+}
+
+#[test]
+fn the_lease_that_elects_the_events_shipper_is_writable_only_in_shiplogs_namespace() {
+    for deployment in deployments() {
+        let role: Role = deployment.only("Role");
+        assert_eq!(role.metadata.namespace, Some(deployment.namespace()));
+        let granted = grants(role.rules.unwrap_or_default(), &deployment.name);
+        let expected: BTreeSet<_> = grant(
+            "coordination.k8s.io",
+            "leases",
+            &["get", "create", "update"],
+        )
+        .into_iter()
+        .collect();
+        assert_eq!(granted, expected, "{}", deployment.name);
+        let binding: RoleBinding = deployment.only("RoleBinding");
+        let account: ServiceAccount = deployment.only("ServiceAccount");
+        assert_eq!(binding.metadata.namespace, Some(deployment.namespace()));
+        assert_eq!(
+            (binding.role_ref.kind.as_str(), Some(&binding.role_ref.name)),
+            ("Role", role.metadata.name.as_ref())
+        );
+        let bound = binding.subjects.unwrap_or_default().iter().any(|subject| {
+            subject.kind == "ServiceAccount"
+                && Some(&subject.name) == account.metadata.name.as_ref()
+                && subject.namespace == account.metadata.namespace
+        });
+        assert!(
+            bound,
+            "{}: the ServiceAccount is not bound",
+            deployment.name
+        );
+        // The events side elects over a Lease in the namespace this Role covers.
+        let config = deployment.config();
+        if let Some(namespace) = config.value_opt("events.lease_namespace") {
+            assert_eq!(namespace.as_str(), Some(deployment.namespace().as_str()));
+        }
     }
 }
 

@@ -40,6 +40,8 @@ pub(super) struct ConfigFile {
     #[serde(default)]
     pub log: LogFile,
     #[serde(default)]
+    pub events: super::events::EventsFile,
+    #[serde(default)]
     pub sinks: BTreeMap<String, toml::Table>,
 }
 

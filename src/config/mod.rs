@@ -13,6 +13,7 @@
 
 mod env;
 mod error;
+mod events;
 mod file;
 mod resolve;
 mod sinks;
@@ -59,6 +60,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// `[log]` (beyond CONTRACT): shiplog's own log lines.
     pub log: LogConfig,
+    /// `[events]` (beyond CONTRACT): Kubernetes events, shipped by an elected leader.
+    pub events: EventsConfig,
     /// `[sinks.<name>]`, in name order. At least one.
     pub sinks: Vec<SinkConfig>,
 }
@@ -195,6 +198,39 @@ pub struct ServerConfig {
     /// Where `/healthz`, `/readyz` and `/metrics` are served; `None` (`""`) disables it.
     /// Default `127.0.0.1:2020`.
     pub listen: Option<SocketAddr>,
+}
+
+/// `[events]` (beyond CONTRACT): Kubernetes events, shipped by the one shiplog of the
+/// DaemonSet that holds a Lease.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventsConfig {
+    /// Whether this shiplog stands for election and ships events. Default false.
+    pub enabled: bool,
+    /// The namespaces whose events are shipped; empty (the default) for all.
+    pub namespaces: Vec<String>,
+    /// The records' routing tag (`topic`). Default `k8s-events`.
+    pub topic: String,
+    /// The Lease elected over. Default `shiplog-events`.
+    pub lease_name: String,
+    /// Its namespace. Default `POD_NAMESPACE`, else `shiplog`.
+    pub lease_namespace: String,
+    /// This shiplog's name as the Lease's holder. Default `POD_NAME`, else `HOSTNAME`.
+    pub identity: String,
+    /// How long a lease lasts and is renewed.
+    pub lease: LeaseTimings,
+    /// Fields added to every events record (`cluster = "prod-eu"`).
+    pub tags: BTreeMap<String, String>,
+}
+
+/// client-go's leader election timings; defaults 15 s, 10 s, 2 s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseTimings {
+    /// How long a holder's claim lasts from its last renewal.
+    pub lease_duration: Duration,
+    /// How long a leader keeps leading while its renewals fail.
+    pub renew_deadline: Duration,
+    /// How often a leader renews, and others try to take over.
+    pub retry_period: Duration,
 }
 
 /// `[log]` (beyond CONTRACT): shiplog's own log lines, on stderr.

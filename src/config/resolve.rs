@@ -50,6 +50,11 @@ impl<'a> Origin<'a> {
         }
     }
 
+    /// The environment variable `name`.
+    pub(super) fn env(&self, name: &str) -> Option<String> {
+        (self.env)(name)
+    }
+
     pub(super) fn error(&self, key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
         ConfigError::new(self.file, key, reason)
     }
@@ -123,6 +128,7 @@ pub(super) fn resolve(file: ConfigFile, origin: &Origin<'_>) -> Result<Config, C
         route,
         server: server(file.server, origin)?,
         log: log(file.log, origin)?,
+        events: super::events::events(file.events, origin)?,
         sinks,
     })
 }

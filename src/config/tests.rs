@@ -95,6 +95,20 @@ fn default_config(dir: &Path) -> Config {
             level: "info".to_string(),
             format: LogFormat::Auto,
         },
+        events: EventsConfig {
+            enabled: false,
+            namespaces: vec![],
+            topic: "k8s-events".to_string(),
+            lease_name: "shiplog-events".to_string(),
+            lease_namespace: "shiplog".to_string(),
+            identity: String::new(),
+            lease: LeaseTimings {
+                lease_duration: Duration::from_secs(15),
+                renew_deadline: Duration::from_secs(10),
+                retry_period: Duration::from_secs(2),
+            },
+            tags: BTreeMap::new(),
+        },
         sinks: vec![SinkConfig {
             name: "out".to_string(),
             kind: SinkKind::Stdout,
@@ -222,6 +236,18 @@ fn every_section_can_be_overridden() -> TestResult {
         level = "warn,shiplog::tail=debug"
         format = "json"
 
+        [events]
+        enabled = true
+        namespaces = ["shop", "kube-system"]
+        topic = "cluster-events"
+        lease_name = "events-lock"
+        lease_namespace = "logging"
+        identity = "shiplog-abc12"
+        lease_duration = "30s"
+        renew_deadline = "20s"
+        retry_period = "5s"
+        tags = { cluster = "prod-eu" }
+
         [sinks.zz_null]
         type = "null"
 
@@ -285,6 +311,20 @@ fn every_section_can_be_overridden() -> TestResult {
         log: LogConfig {
             level: "warn,shiplog::tail=debug".to_string(),
             format: LogFormat::Json,
+        },
+        events: EventsConfig {
+            enabled: true,
+            namespaces: vec!["shop".to_string(), "kube-system".to_string()],
+            topic: "cluster-events".to_string(),
+            lease_name: "events-lock".to_string(),
+            lease_namespace: "logging".to_string(),
+            identity: "shiplog-abc12".to_string(),
+            lease: LeaseTimings {
+                lease_duration: Duration::from_secs(30),
+                renew_deadline: Duration::from_secs(20),
+                retry_period: Duration::from_secs(5),
+            },
+            tags: BTreeMap::from([("cluster".to_string(), "prod-eu".to_string())]),
         },
         sinks: vec![
             SinkConfig {
@@ -430,7 +470,7 @@ const REFUSED: &[Refused] = &[
     refused(
         "tial = 1\n[sinks.out]\ntype = \"stdout\"",
         "",
-        "unknown key \"tial\" (expected one of: tail, state, pipeline, kubernetes, parsers, route, server, log, sinks)",
+        "unknown key \"tial\" (expected one of: tail, state, pipeline, kubernetes, parsers, route, server, log, events, sinks)",
     ),
     refused(
         "[tail]\ninclde = []\n[sinks.out]\ntype = \"stdout\"",
@@ -685,6 +725,31 @@ const REFUSED: &[Refused] = &[
         "[server]\nlisten = \"localhost:2020\"\n[sinks.out]\ntype = \"stdout\"",
         "server.listen",
         "invalid socket address \"localhost:2020\" (use IP:PORT such as 127.0.0.1:2020, or \"\" to disable)",
+    ),
+    refused(
+        "[events]\nenabled = true\n[sinks.out]\ntype = \"stdout\"",
+        "events.identity",
+        "the leader's identity is required: set POD_NAME or events.identity",
+    ),
+    refused(
+        "[events]\nrenew_deadline = \"15s\"\n[sinks.out]\ntype = \"stdout\"",
+        "events.lease_duration",
+        "must be more than renew_deadline (15s)",
+    ),
+    refused(
+        "[events]\nretry_period = \"9s\"\n[sinks.out]\ntype = \"stdout\"",
+        "events.renew_deadline",
+        "must be more than 1.2 × retry_period (9s)",
+    ),
+    refused(
+        "[events]\ntags = { log = \"x\" }\n[sinks.out]\ntype = \"stdout\"",
+        "events.tags.log",
+        "\"log\" is a field events records have already (time, log, event, topic)",
+    ),
+    refused(
+        "[events]\ntopic = \"a b\"\n[sinks.out]\ntype = \"stdout\"",
+        "events.topic",
+        "\"a b\" is not a legal topic name (1 to 249 of a-z A-Z 0-9 . _ -)",
     ),
     refused(
         "[log]\nlevel = \"debgu\"\n[sinks.out]\ntype = \"stdout\"",

@@ -44,9 +44,9 @@ pub enum ClientError {
 
 /// The client for `kubeconfig` if given, else in-cluster config, then KUBECONFIG /
 /// `~/.kube/config` (`kube::Config::infer`). In-cluster, kube re-reads the rotated
-/// service-account token by itself.
+/// service-account token by itself. Failed calls are not retried by the client.
 pub async fn client(kubeconfig: Option<&Path>) -> Result<Client, ClientError> {
-    let config = match kubeconfig {
+    let mut config = match kubeconfig {
         Some(path) => {
             let error = |reason: String| ClientError::Kubeconfig {
                 path: path.display().to_string(),
@@ -63,6 +63,11 @@ pub async fn client(kubeconfig: Option<&Path>) -> Result<Client, ClientError> {
             .await
             .map_err(|e| ClientError::Infer(e.to_string()))?,
     };
+    // kube retries 429/503/504 itself by default, up to 15 times with backoff growing to
+    // minutes: one call to an API server that is down would then block that long. Every
+    // caller here retries on its own terms (the watchers' backoff, the lookup bound, the
+    // Lease's renew deadline), so a call fails at once instead.
+    config.default_retry = false;
     Client::try_from(config).map_err(|e| ClientError::Client(e.to_string()))
 }
 

@@ -102,6 +102,7 @@ pub async fn run(config: &Config, mode: Mode) -> Result<Summary, RunError> {
     let sinks = open_sinks(config, &metrics)?;
     let (store, resume, first_start) = open_store(config)?;
     let _server = start_server(config, &metrics).await?;
+    let events = start_events(config, mode, &metrics).await?;
     let budget = Arc::new(MemoryBudget::new(
         config.pipeline.memory_limit,
         metrics.inflight_bytes.clone(),
@@ -220,7 +221,16 @@ pub async fn run(config: &Config, mode: Mode) -> Result<Summary, RunError> {
     if wake_tx.send(Wake::Stop).is_err() {
         tracing::debug!("the tail engine had already stopped");
     }
-    match tokio::time::timeout(config.pipeline.shutdown_timeout, finish).await {
+    let drain = async {
+        let events = match events {
+            Some(events) => events.stop().await,
+            None => Ok(()),
+        };
+        let summary = finish.await?;
+        events?;
+        Ok(summary)
+    };
+    match tokio::time::timeout(config.pipeline.shutdown_timeout, drain).await {
         Ok(result) => result.map(|summary| Summary { reload, ..summary }),
         Err(_) => {
             tracing::warn!(
@@ -408,6 +418,26 @@ async fn start_server(config: &Config, metrics: &Arc<Metrics>) -> Result<AbortOn
     let alive_within = (config.state.commit_interval * 5).max(std::time::Duration::from_secs(10));
     let task = tokio::spawn(server::serve(listener, Arc::clone(metrics), alive_within));
     Ok(AbortOnDrop(Some(task)))
+}
+
+/// With `[events] enabled`, stands for election and ships Kubernetes events while elected
+/// (not with `--once`: a run that ends is no leader).
+async fn start_events(
+    config: &Config,
+    mode: Mode,
+    metrics: &Arc<Metrics>,
+) -> Result<Option<crate::events::EventsHandle>, ConfigError> {
+    if !config.events.enabled {
+        return Ok(None);
+    }
+    if mode == Mode::Once {
+        tracing::info!("--once: Kubernetes events are not shipped");
+        return Ok(None);
+    }
+    let client = crate::events::client(config).await?;
+    crate::events::start(config, client, metrics)
+        .await
+        .map(Some)
 }
 
 fn open_sinks(config: &Config, metrics: &Arc<Metrics>) -> Result<Vec<(String, Sink)>, ConfigError> {

@@ -1,18 +1,31 @@
 //! A fake Kubernetes API server for end-to-end tests: plain HTTP/1.1 on `127.0.0.1:0`,
-//! one thread per connection, serving genuine `k8s-openapi` pods.
+//! one thread per connection (`Connection: close`), serving genuine `k8s-openapi` objects
+//! as JSON. Reusable by any test that needs an API server.
 //!
-//! It answers what a pod watcher asks: `GET /api/v1/pods` (a list with `resourceVersion`,
-//! or with `watch=1` a stream of ADDED / MODIFIED / DELETED / BOOKMARK events), `GET
-//! /api/v1/namespaces/{ns}/pods/{name}`; the same list and watch of namespaces on `GET
-//! /api/v1/namespaces`; and a watch from a resourceVersion older than the
-//! history it keeps gets a 410 Gone (`Status`, reason `Expired`) event, as a real API
-//! server after compaction. [`KubeServer::set_down`] simulates an outage; requests are
-//! counted per kind. Reusable by any test that needs an API server.
+//! What it serves:
+//! - pods: `GET /api/v1/pods` (a list with `resourceVersion`, or with `watch=1` a stream
+//!   of ADDED / MODIFIED / DELETED / BOOKMARK events; `fieldSelector=spec.nodeName=` is
+//!   honoured) and `GET /api/v1/namespaces/{ns}/pods/{name}`;
+//! - namespaces: the same list and watch on `GET /api/v1/namespaces`;
+//! - events.k8s.io/v1 events ([`events`]): list and watch on
+//!   `GET /apis/events.k8s.io/v1/events` and `GET /apis/events.k8s.io/v1/namespaces/{ns}/events`;
+//! - coordination.k8s.io/v1 leases ([`leases`]): `GET`, `POST` (create) and `PUT`
+//!   (replace, with optimistic concurrency on `resourceVersion`: 409 Conflict when stale)
+//!   under `/apis/coordination.k8s.io/v1/namespaces/{ns}/leases`.
+//!
+//! Every change takes the next resourceVersion of one global counter. A watch from a
+//! resourceVersion older than the history it keeps gets a 410 Gone (`Status`, reason
+//! `Expired`) event, as a real API server after compaction ([`KubeServer::compact`]).
+//! [`KubeServer::set_down`] simulates an outage (503 to everything, open watches end);
+//! requests are counted per [`Request`] kind. Anything else is answered 404.
 
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+mod events;
+mod leases;
+
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -20,6 +33,9 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use serde_json::{Value, json};
+
+#[allow(unused_imports)] // like dead code: not every test binary builds events
+pub use events::{event, with_series};
 
 /// Kinds of request the server counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -34,15 +50,74 @@ pub enum Request {
     NamespaceList,
     /// `GET /api/v1/namespaces?watch=1`.
     NamespaceWatch,
+    /// `GET /apis/events.k8s.io/v1[/namespaces/{ns}]/events` without `watch`.
+    EventList,
+    /// `GET /apis/events.k8s.io/v1[/namespaces/{ns}]/events?watch=1`.
+    EventWatch,
+    /// `GET /apis/coordination.k8s.io/v1/namespaces/{ns}/leases/{name}`.
+    LeaseGet,
+    /// `POST /apis/coordination.k8s.io/v1/namespaces/{ns}/leases`.
+    LeaseCreate,
+    /// `PUT /apis/coordination.k8s.io/v1/namespaces/{ns}/leases/{name}`.
+    LeaseUpdate,
     /// Anything else (answered 404).
     Other,
 }
 
-/// The kinds of object the server keeps.
+impl Request {
+    /// What `request` asks for, from its method and path.
+    fn of(request: &HttpRequest) -> Request {
+        const EVENTS: &str = "events.k8s.io";
+        const LEASES: &str = "coordination.k8s.io";
+        let watch = request.query.contains_key("watch");
+        match (request.method.as_str(), &request.segments()[..]) {
+            ("GET", ["", "api", "v1", "pods"]) if watch => Request::Watch,
+            ("GET", ["", "api", "v1", "pods"]) => Request::List,
+            ("GET", ["", "api", "v1", "namespaces", _, "pods", _]) => Request::Get,
+            ("GET", ["", "api", "v1", "namespaces"]) if watch => Request::NamespaceWatch,
+            ("GET", ["", "api", "v1", "namespaces"]) => Request::NamespaceList,
+            ("GET", ["", "apis", EVENTS, "v1", "events"])
+            | ("GET", ["", "apis", EVENTS, "v1", "namespaces", _, "events"])
+                if watch =>
+            {
+                Request::EventWatch
+            }
+            ("GET", ["", "apis", EVENTS, "v1", "events"])
+            | ("GET", ["", "apis", EVENTS, "v1", "namespaces", _, "events"]) => Request::EventList,
+            ("GET", ["", "apis", LEASES, "v1", "namespaces", _, "leases", _]) => Request::LeaseGet,
+            ("POST", ["", "apis", LEASES, "v1", "namespaces", _, "leases"]) => Request::LeaseCreate,
+            ("PUT", ["", "apis", LEASES, "v1", "namespaces", _, "leases", _]) => {
+                Request::LeaseUpdate
+            }
+            _ => Request::Other,
+        }
+    }
+}
+
+/// The kinds of object the server keeps and watches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Resource {
     Pods,
     Namespaces,
+    Events,
+}
+
+impl Resource {
+    /// The `kind` of one object, as a bookmark carries it.
+    fn kind(self) -> &'static str {
+        match self {
+            Resource::Pods => "Pod",
+            Resource::Namespaces => "Namespace",
+            Resource::Events => "Event",
+        }
+    }
+
+    fn api_version(self) -> &'static str {
+        match self {
+            Resource::Pods | Resource::Namespaces => "v1",
+            Resource::Events => "events.k8s.io/v1",
+        }
+    }
 }
 
 /// One change, as a watch sends it.
@@ -51,7 +126,7 @@ struct Change {
     version: u64,
     kind: &'static str,
     resource: Resource,
-    pod: Value,
+    object: Value,
 }
 
 #[derive(Debug, Default)]
@@ -62,6 +137,10 @@ struct State {
     pods: BTreeMap<(String, String), Value>,
     /// Namespaces by name, each with its resourceVersion set.
     namespaces: BTreeMap<String, Value>,
+    /// Live events.k8s.io events by (namespace, name), each with its resourceVersion set.
+    events: BTreeMap<(String, String), Value>,
+    /// Leases by (namespace, name), each with its resourceVersion set (not watched).
+    leases: BTreeMap<(String, String), Value>,
     /// Changes after `oldest - 1`, in order; a watch from before that gets 410.
     history: Vec<Change>,
     oldest: u64,
@@ -71,6 +150,51 @@ struct State {
     requests: BTreeMap<Request, usize>,
     /// Watch events written to sockets.
     events_sent: usize,
+}
+
+/// Picks one of the maps of [`State`] (pods, namespaces, events).
+type Select<K> = fn(&mut State) -> &mut BTreeMap<K, Value>;
+
+impl State {
+    /// Takes the next resourceVersion and sets it on `object`.
+    fn stamp(&mut self, object: &mut Value) -> u64 {
+        self.version += 1;
+        object["metadata"]["resourceVersion"] = json!(self.version.to_string());
+        self.version
+    }
+
+    /// Stamps `object`, stores it under `key` in the map `select` picks, and records
+    /// the change (ADDED if new, else MODIFIED) for watches.
+    fn upsert<K: Ord>(&mut self, resource: Resource, select: Select<K>, key: K, mut object: Value) {
+        let version = self.stamp(&mut object);
+        let previous = select(self).insert(key, object.clone());
+        let kind = if previous.is_some() {
+            "MODIFIED"
+        } else {
+            "ADDED"
+        };
+        self.history.push(Change {
+            version,
+            kind,
+            resource,
+            object,
+        });
+    }
+
+    /// Removes what is under `key` in the map `select` picks, if anything, and records
+    /// a DELETED change carrying a new resourceVersion.
+    fn remove<K: Ord>(&mut self, resource: Resource, select: Select<K>, key: &K) {
+        let Some(mut object) = select(self).remove(key) else {
+            return;
+        };
+        let version = self.stamp(&mut object);
+        self.history.push(Change {
+            version,
+            kind: "DELETED",
+            resource,
+            object,
+        });
+    }
 }
 
 #[derive(Debug, Default)]
@@ -122,69 +246,31 @@ impl KubeServer {
         path.to_owned()
     }
 
+    /// Runs `change` on the state under its lock, then wakes the watches.
+    fn change(&self, change: impl FnOnce(&mut State)) {
+        change(&mut self.shared.state());
+        self.shared.changed.notify_all();
+    }
+
     /// Adds or replaces a pod (ADDED or MODIFIED).
     pub fn apply(&self, pod: Pod) {
-        let mut state = self.shared.state();
-        let mut pod = serde_json::to_value(pod).expect("a pod is JSON");
-        state.version += 1;
-        let version = state.version;
-        pod["metadata"]["resourceVersion"] = json!(version.to_string());
-        let key = key_of(&pod);
-        let kind = if state.pods.contains_key(&key) {
-            "MODIFIED"
-        } else {
-            "ADDED"
-        };
-        state.pods.insert(key, pod.clone());
-        let resource = Resource::Pods;
-        state.history.push(Change {
-            version,
-            kind,
-            resource,
-            pod,
-        });
-        self.shared.changed.notify_all();
+        let pod = serde_json::to_value(pod).expect("a pod is JSON");
+        self.change(|state| state.upsert(Resource::Pods, |s| &mut s.pods, key_of(&pod), pod));
     }
 
     /// Adds or replaces a namespace (ADDED or MODIFIED).
     pub fn apply_namespace(&self, namespace: Namespace) {
-        let mut state = self.shared.state();
-        let mut object = serde_json::to_value(namespace).expect("a namespace is JSON");
-        state.version += 1;
-        let version = state.version;
-        object["metadata"]["resourceVersion"] = json!(version.to_string());
+        let object = serde_json::to_value(namespace).expect("a namespace is JSON");
         let name = key_of(&object).1;
-        let kind = if state.namespaces.contains_key(&name) {
-            "MODIFIED"
-        } else {
-            "ADDED"
-        };
-        state.namespaces.insert(name, object.clone());
-        state.history.push(Change {
-            version,
-            kind,
-            resource: Resource::Namespaces,
-            pod: object,
+        self.change(|state| {
+            state.upsert(Resource::Namespaces, |s| &mut s.namespaces, name, object)
         });
-        self.shared.changed.notify_all();
     }
 
     /// Deletes a pod (DELETED).
     pub fn delete(&self, namespace: &str, name: &str) {
-        let mut state = self.shared.state();
-        let Some(mut pod) = state.pods.remove(&(namespace.into(), name.into())) else {
-            return;
-        };
-        state.version += 1;
-        let version = state.version;
-        pod["metadata"]["resourceVersion"] = json!(version.to_string());
-        state.history.push(Change {
-            version,
-            kind: "DELETED",
-            resource: Resource::Pods,
-            pod,
-        });
-        self.shared.changed.notify_all();
+        let key = (namespace.to_owned(), name.to_owned());
+        self.change(|state| state.remove(Resource::Pods, |s| &mut s.pods, &key));
     }
 
     /// Forgets the change history, as etcd compaction does: a watch resuming from an
@@ -227,20 +313,12 @@ impl KubeServer {
         self.shared.state().version
     }
 
+    /// Answers one request on its own connection.
     fn serve(&self, stream: TcpStream) {
-        let Some((path, query)) = read_request(&stream) else {
+        let Some(request) = read_request(&stream) else {
             return;
         };
-        let kind = match path.split('/').collect::<Vec<_>>()[..] {
-            ["", "api", "v1", "pods"] if query.contains_key("watch") => Request::Watch,
-            ["", "api", "v1", "pods"] => Request::List,
-            ["", "api", "v1", "namespaces", _, "pods", _] => Request::Get,
-            ["", "api", "v1", "namespaces"] if query.contains_key("watch") => {
-                Request::NamespaceWatch
-            }
-            ["", "api", "v1", "namespaces"] => Request::NamespaceList,
-            _ => Request::Other,
-        };
+        let kind = Request::of(&request);
         let down = {
             let mut state = self.shared.state();
             *state.requests.entry(kind).or_default() += 1;
@@ -250,15 +328,26 @@ impl KubeServer {
             let status = status(503, "ServiceUnavailable", "the fake API server is down");
             return respond(stream, 503, &status);
         }
+        let query = &request.query;
+        let segments = request.segments();
+        // Namespaced paths are `/api[s]/../namespaces/{ns}/...`: the namespace is the
+        // segment after "namespaces"; the cluster-wide event path has none.
+        let namespace = segments
+            .iter()
+            .position(|s| *s == "namespaces")
+            .and_then(|i| segments.get(i + 1).copied());
+        let name = segments.last().copied().unwrap_or_default();
         match kind {
-            Request::List => self.list(stream, &query),
-            Request::Watch => self.watch(stream, &query, Resource::Pods),
+            Request::List => self.list(stream, query),
+            Request::Watch => self.watch(stream, query, Resource::Pods, None),
             Request::NamespaceList => self.list_namespaces(stream),
-            Request::NamespaceWatch => self.watch(stream, &query, Resource::Namespaces),
-            Request::Get => {
-                let parts: Vec<&str> = path.split('/').collect();
-                self.get(stream, parts[4], parts[6]);
-            }
+            Request::NamespaceWatch => self.watch(stream, query, Resource::Namespaces, None),
+            Request::Get => self.get(stream, segments[4], segments[6]),
+            Request::EventList => self.list_events(stream, namespace),
+            Request::EventWatch => self.watch(stream, query, Resource::Events, namespace),
+            Request::LeaseGet => self.get_lease(stream, segments[5], name),
+            Request::LeaseCreate => self.create_lease(stream, segments[5], &request.body),
+            Request::LeaseUpdate => self.update_lease(stream, segments[5], name, &request.body),
             Request::Other => respond(stream, 404, &status(404, "NotFound", "no such path")),
         }
     }
@@ -301,9 +390,16 @@ impl KubeServer {
         }
     }
 
-    /// Streams changes after the asked resourceVersion until the client's timeout, an
-    /// outage, or a closed socket; a bookmark every second when asked for.
-    fn watch(&self, mut stream: TcpStream, query: &BTreeMap<String, String>, resource: Resource) {
+    /// Streams changes of `resource` (in `namespace` if given) after the asked
+    /// resourceVersion until the client's timeout, an outage, or a closed socket; a
+    /// bookmark every second when asked for.
+    fn watch(
+        &self,
+        mut stream: TcpStream,
+        query: &BTreeMap<String, String>,
+        resource: Resource,
+        namespace: Option<&str>,
+    ) {
         let head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
                     Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
         if stream.write_all(head.as_bytes()).is_err() {
@@ -316,7 +412,11 @@ impl KubeServer {
         let bookmarks = query
             .get("allowWatchBookmarks")
             .is_some_and(|v| v == "true");
-        let node = node_of(query).map(str::to_owned);
+        let filter = Filter {
+            resource,
+            namespace: namespace.map(str::to_owned),
+            node: node_of(query).map(str::to_owned),
+        };
         let timeout = query
             .get("timeoutSeconds")
             .and_then(|v| v.parse().ok())
@@ -334,17 +434,13 @@ impl KubeServer {
                 .history
                 .iter()
                 .filter(|change| change.version > sent && !state.held)
-                .filter(|change| change.resource == resource)
-                .filter(|c| {
-                    node.as_deref()
-                        .is_none_or(|n| c.pod["spec"]["nodeName"] == n)
-                })
+                .filter(|change| filter.matches(change))
                 .cloned()
                 .collect();
             let newest = if state.held { sent } else { state.version };
             drop(state);
             for change in &changes {
-                let event = json!({"type": change.kind, "object": change.pod});
+                let event = json!({"type": change.kind, "object": change.object});
                 if !chunk(&mut stream, &event) {
                     return;
                 }
@@ -353,11 +449,8 @@ impl KubeServer {
             let mut relock = self.shared.state();
             relock.events_sent += changes.len();
             if changes.is_empty() && bookmarks && !relock.held {
-                let kind = match resource {
-                    Resource::Pods => "Pod",
-                    Resource::Namespaces => "Namespace",
-                };
-                let bookmark = json!({"type": "BOOKMARK", "object": {"kind": kind, "apiVersion": "v1",
+                let bookmark = json!({"type": "BOOKMARK", "object": {
+                    "kind": resource.kind(), "apiVersion": resource.api_version(),
                     "metadata": {"resourceVersion": newest.to_string()}}});
                 drop(relock);
                 if !chunk(&mut stream, &bookmark) {
@@ -376,9 +469,44 @@ impl KubeServer {
     }
 }
 
-fn key_of(pod: &Value) -> (String, String) {
+/// Which changes one watch sends.
+struct Filter {
+    resource: Resource,
+    /// Only objects in this namespace (namespaced watches).
+    namespace: Option<String>,
+    /// Only objects with this `spec.nodeName` (`fieldSelector=spec.nodeName=...`).
+    node: Option<String>,
+}
+
+impl Filter {
+    fn matches(&self, change: &Change) -> bool {
+        let object = &change.object;
+        change.resource == self.resource
+            && (self.namespace.as_deref()).is_none_or(|ns| object["metadata"]["namespace"] == ns)
+            && (self.node.as_deref()).is_none_or(|n| object["spec"]["nodeName"] == n)
+    }
+}
+
+/// One HTTP request: its method, path, decoded query and body.
+#[derive(Debug)]
+struct HttpRequest {
+    method: String,
+    path: String,
+    query: BTreeMap<String, String>,
+    body: Vec<u8>,
+}
+
+impl HttpRequest {
+    /// The path split at `/`; the first segment is the empty one before the leading `/`.
+    fn segments(&self) -> Vec<&str> {
+        self.path.split('/').collect()
+    }
+}
+
+/// An object's (namespace, name).
+fn key_of(object: &Value) -> (String, String) {
     let name = |field: &str| {
-        pod["metadata"][field]
+        object["metadata"][field]
             .as_str()
             .unwrap_or_default()
             .to_owned()
@@ -390,30 +518,47 @@ fn node_of(query: &BTreeMap<String, String>) -> Option<&str> {
     query.get("fieldSelector")?.strip_prefix("spec.nodeName=")
 }
 
+/// A failure `Status`, as an API server answers errors.
 fn status(code: u16, reason: &str, message: &str) -> Value {
     json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
            "message": message, "reason": reason, "code": code})
 }
 
-/// Reads a request head; returns its path and decoded query.
-fn read_request(stream: &TcpStream) -> Option<(String, BTreeMap<String, String>)> {
+/// Reads one request: its head, then a body of `Content-Length` bytes if announced
+/// (kube-rs sends its JSON bodies so; a chunked body is not supported).
+fn read_request(stream: &TcpStream) -> Option<HttpRequest> {
     let mut reader = BufReader::new(stream);
     let mut line = String::new();
     reader.read_line(&mut line).ok()?;
-    let target = line.split_whitespace().nth(1)?.to_owned();
+    let mut words = line.split_whitespace();
+    let method = words.next()?.to_owned();
+    let target = words.next()?.to_owned();
+    let mut length = 0;
     loop {
         let mut header = String::new();
         if reader.read_line(&mut header).ok()? == 0 || header == "\r\n" {
             break;
         }
+        if let Some((name, value)) = header.split_once(':')
+            && name.trim().eq_ignore_ascii_case("content-length")
+        {
+            length = value.trim().parse().ok()?;
+        }
     }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).ok()?;
     let (path, query) = target.split_once('?').unwrap_or((&target, ""));
     let query = query
         .split('&')
         .filter_map(|pair| pair.split_once('='))
         .map(|(k, v)| (k.to_owned(), decode(v)))
         .collect();
-    Some((path.to_owned(), query))
+    Some(HttpRequest {
+        method,
+        path: path.to_owned(),
+        query,
+        body,
+    })
 }
 
 /// Percent-decoding, enough for field selectors.
@@ -444,6 +589,7 @@ fn decode(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Writes a whole JSON response with status `code`.
 fn respond(mut stream: TcpStream, code: u16, body: &Value) {
     let body = body.to_string();
     let head = format!(
