@@ -129,3 +129,26 @@ fn a_json_payload_with_100000_keys_is_merged_whole() {
         Some(100_000)
     );
 }
+
+#[test]
+fn a_line_of_deeply_nested_json_is_shipped_as_text_without_overflowing_the_stack() {
+    let node = Node::new();
+    let depth = 200_000;
+    let payload = format!("{}{}", "{\"a\":".repeat(depth), "}".repeat(depth));
+    node.container_log(
+        "shop",
+        "web-1",
+        "app",
+        format!("2026-11-25T09:00:00.1Z stdout F {payload}\n2026-11-25T09:00:00.2Z stdout F next\n")
+            .as_bytes(),
+    );
+    run_once(&node.config(&[("tail", "max_line_bytes = \"4MiB\"")]));
+    let records = node.records();
+    assert_eq!(records.len(), 2, "the nested line, and the line after it");
+    assert_eq!(records[0]["log"].as_str().map(str::len), Some(payload.len()));
+    assert!(
+        records[0].get("data").is_none(),
+        "too deep to merge: kept as text in log"
+    );
+    assert_eq!(records[1]["log"], "next");
+}
