@@ -139,13 +139,18 @@ fn a_line_of_deeply_nested_json_is_shipped_as_text_without_overflowing_the_stack
         "shop",
         "web-1",
         "app",
-        format!("2026-11-25T09:00:00.1Z stdout F {payload}\n2026-11-25T09:00:00.2Z stdout F next\n")
-            .as_bytes(),
+        format!(
+            "2026-11-25T09:00:00.1Z stdout F {payload}\n2026-11-25T09:00:00.2Z stdout F next\n"
+        )
+        .as_bytes(),
     );
     run_once(&node.config(&[("tail", "max_line_bytes = \"4MiB\"")]));
     let records = node.records();
     assert_eq!(records.len(), 2, "the nested line, and the line after it");
-    assert_eq!(records[0]["log"].as_str().map(str::len), Some(payload.len()));
+    assert_eq!(
+        records[0]["log"].as_str().map(str::len),
+        Some(payload.len())
+    );
     assert!(
         records[0].get("data").is_none(),
         "too deep to merge: kept as text in log"

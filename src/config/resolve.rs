@@ -18,6 +18,7 @@ use super::{
     Config, ConfigError, KubernetesConfig, LogConfig, MetadataSource, ParsersConfig,
     PipelineConfig, RouteConfig, ServerConfig, StateConfig, TailConfig,
 };
+use crate::route::{Placeholder, Template};
 
 /// The smallest `tail.max_line_bytes`: below it, ordinary lines would be cut.
 const MIN_LINE_BYTES: u64 = 1 << 10;
@@ -248,6 +249,12 @@ fn parsers(file: ParsersFile, origin: &Origin<'_>) -> Result<ParsersConfig, Conf
 fn route(file: RouteFile, origin: &Origin<'_>) -> Result<RouteConfig, ConfigError> {
     if file.default_topic.is_empty() {
         return Err(origin.error("route.default_topic", "must not be empty"));
+    }
+    let topic = Template::compile(&file.topic)
+        .map_err(|error| origin.error("route.topic", error.to_string()))?;
+    if topic.uses(&Placeholder::Topic) {
+        let reason = "{topic} is what this template makes; it cannot use itself";
+        return Err(origin.error("route.topic", reason));
     }
     Ok(RouteConfig {
         topic: file.topic,

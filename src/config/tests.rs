@@ -717,6 +717,16 @@ const REFUSED: &[Refused] = &[
         "must not be empty when merge_log = true",
     ),
     refused(
+        "[route]\ntopic = \"{topic}-x\"\n[sinks.out]\ntype = \"stdout\"",
+        "route.topic",
+        "{topic} is what this template makes; it cannot use itself",
+    ),
+    refused(
+        "[route]\ntopic = \"{nope}\"\n[sinks.out]\ntype = \"stdout\"",
+        "route.topic",
+        "unknown placeholder {nope} (use {namespace}, {pod}, {container}, {label.KEY}, {annotation.KEY}, {topic})",
+    ),
+    refused(
         "[route]\ndefault_topic = \"\"\n[sinks.out]\ntype = \"stdout\"",
         "route.default_topic",
         "must not be empty",

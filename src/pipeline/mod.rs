@@ -33,7 +33,7 @@ use crate::kube::{ApiSettings, FragmentOptions, Metadata, PodIndex};
 use crate::liveness::Stage;
 use crate::metrics::Metrics;
 use crate::parse::{ParserError, ParserSet};
-use crate::route::{Placeholder, Template};
+use crate::route::Template;
 use crate::server;
 use crate::sink::task::{SinkFailed, SinkStats, SinkTask};
 use crate::sink::{BatchLimits, Rendered, Sink};
@@ -537,12 +537,9 @@ pub fn parsers(config: &Config) -> Result<ParserSet, ParserError> {
 
 fn enricher(config: &Config) -> Result<Enricher, RunError> {
     let kube = &config.kubernetes;
+    // Checked when the config was loaded.
     let topic = Template::compile(&config.route.topic)
         .map_err(|e| ConfigError::new(&config.source, "route.topic", e.to_string()))?;
-    if topic.uses(&Placeholder::Topic) {
-        let reason = "{topic} is what this template makes; it cannot use itself";
-        return Err(ConfigError::new(&config.source, "route.topic", reason).into());
-    }
     Ok(Enricher::new(EnrichSettings {
         merge_log: kube.merge_log,
         merge_log_key: kube.merge_log_key.clone(),
