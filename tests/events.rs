@@ -234,3 +234,46 @@ fn a_leader_cut_off_from_the_api_stops_and_the_lease_resumes_without_repeats() {
         "nothing repeated, nothing lost"
     );
 }
+
+#[test]
+fn with_namespaces_listed_only_their_events_are_shipped_each_resuming_on_its_own() {
+    let server = KubeServer::start();
+    let (node, config) = candidate(&server, "node-a");
+    // The candidate's [events] table, with the namespaces added.
+    let text = std::fs::read_to_string(&config).expect("config");
+    let namespaces = "namespaces = [\"shop\", \"infra\"]";
+    let text = text.replacen("[events]\n", &format!("[events]\n{namespaces}\n"), 1);
+    std::fs::write(&config, text).expect("config");
+    let in_namespace = |namespace: &str, name: &str, second: u32| {
+        let mut event = event_at(name, second);
+        event.metadata.namespace = Some(namespace.to_owned());
+        event
+    };
+    server.apply_event(in_namespace("shop", "s1", 1));
+    server.apply_event(in_namespace("other", "o1", 2));
+    let first = Running::start(&config, &node.path("shiplog.log"));
+    wait_until(WAIT, "shop's event", || !shipped(&node).is_empty());
+    server.apply_event(in_namespace("infra", "i1", 3));
+    server.apply_event(in_namespace("other", "o2", 4));
+    wait_until(WAIT, "infra's event", || shipped(&node).len() >= 2);
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(first.stop().success());
+
+    // Each namespace resumes from its own point.
+    server.apply_event(in_namespace("infra", "i2", 5));
+    server.apply_event(in_namespace("shop", "s2", 6));
+    let second = Running::start(&config, &node.path("shiplog.log"));
+    wait_until(WAIT, "the events after the restart", || {
+        shipped(&node).len() >= 4
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(second.stop().success());
+    let mut names: Vec<String> = shipped(&node).into_iter().map(|(name, _)| name).collect();
+    names[2..].sort();
+    assert_eq!(names, ["s1", "i1", "i2", "s2"]);
+    let resume = resume_annotation(&server).expect("resume points");
+    assert!(
+        resume.contains("\"shop\"") && resume.contains("\"infra\""),
+        "{resume}"
+    );
+}
