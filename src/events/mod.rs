@@ -13,13 +13,13 @@
 //! most `retry_period` of events). The sinks' delivery rules are the log pipeline's:
 //! nothing counts before every sink acknowledged it.
 
+mod campaign;
 pub mod lease;
 pub mod record;
 mod scope;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
 
 use futures::stream::SelectAll;
 use futures::{StreamExt, stream};
@@ -30,7 +30,8 @@ use kube::{Api, Client};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use self::lease::{Attempt, Elector, ResumePoints};
+use self::campaign::{Campaign, Lead};
+use self::lease::{Elector, ResumePoints};
 use self::scope::{Scope, is_gone, until_error};
 use crate::config::{Config, ConfigError, EventsConfig};
 use crate::metrics::Metrics;
@@ -135,107 +136,6 @@ pub async fn start(
         elector,
         sinks,
     })
-}
-
-/// The elector's loop.
-struct Campaign {
-    elector: Elector,
-    retry_period: Duration,
-    renew_deadline: Duration,
-    /// What the shipper has delivered; written into the Lease at each renewal.
-    resume: Arc<Mutex<ResumePoints>>,
-    /// `Some` while leading: the term, and the resume points the Lease held as it began.
-    leading: watch::Sender<Option<Lead>>,
-    /// Terms begun so far.
-    terms: u64,
-    metrics: Arc<Metrics>,
-}
-
-impl Campaign {
-    /// Tries every `retry_period` until the shipper is done, then releases the Lease.
-    async fn run(mut self, mut shipped: watch::Receiver<bool>) {
-        let mut renewed: Option<Instant> = None;
-        let mut tick = tokio::time::interval(self.retry_period);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                () = stopped(&mut shipped) => break,
-            }
-            let writing = renewed.map(|_| self.points());
-            // A call that hangs must not keep a leader leading past its deadline.
-            let attempt = self.elector.try_acquire_or_renew(writing.as_ref());
-            let attempt = tokio::time::timeout(self.renew_deadline, attempt)
-                .await
-                .unwrap_or_else(|_| Err(kube::Error::Service("timed out".into())));
-            match attempt {
-                Ok(Attempt::Leading { stored, new_term }) => {
-                    if renewed.is_none() || new_term {
-                        tracing::info!("leading: shipping Kubernetes events");
-                        let resume = self.begin_term(stored, new_term);
-                        self.terms += 1;
-                        let lead = Lead {
-                            term: self.terms,
-                            resume,
-                        };
-                        self.leading.send_replace(Some(lead));
-                    }
-                    renewed = Some(Instant::now());
-                }
-                Ok(Attempt::Following(holder)) => {
-                    if renewed.take().is_some() {
-                        tracing::warn!(%holder, "lost the events lease");
-                    }
-                    self.leading.send_replace(None);
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "the events lease could not be read or renewed");
-                    if renewed.is_some_and(|at| at.elapsed() > self.renew_deadline) {
-                        tracing::warn!("renew deadline passed: no longer shipping events");
-                        renewed = None;
-                        self.leading.send_replace(None);
-                    }
-                }
-            }
-            self.metrics.events_leader.set(i64::from(renewed.is_some()));
-        }
-        if renewed.is_some() {
-            let points = self.points();
-            match self.elector.release(&points).await {
-                Ok(()) => tracing::info!("released the events lease"),
-                Err(error) => tracing::warn!(%error, "could not release the events lease"),
-            }
-        }
-        self.metrics.events_leader.set(0);
-    }
-
-    /// Where a new term resumes. When another held the Lease since this process last
-    /// wrote it, the Lease's points; when it was still this process's (it stepped down,
-    /// unable to renew, and nobody took over), its own, which may be newer than the last
-    /// it managed to write. A process that has none (just started) takes the Lease's.
-    fn begin_term(&self, stored: ResumePoints, new_term: bool) -> ResumePoints {
-        let mut own = self.resume.lock().unwrap_or_else(PoisonError::into_inner);
-        if new_term || own.is_empty() {
-            *own = stored;
-        }
-        own.clone()
-    }
-
-    fn points(&self) -> ResumePoints {
-        self.resume
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-}
-
-/// A term of leadership as the elector announces it.
-#[derive(Debug, Clone)]
-struct Lead {
-    /// Counts the terms of this process.
-    term: u64,
-    /// Where each scope resumes.
-    resume: ResumePoints,
 }
 
 /// A watch item, tagged with its scope and the scope's generation; `None` when that
@@ -459,7 +359,7 @@ impl Shipper {
 }
 
 /// Waits until `flag` is set (or its sender is gone).
-async fn stopped(flag: &mut watch::Receiver<bool>) {
+pub(super) async fn stopped(flag: &mut watch::Receiver<bool>) {
     drop(flag.wait_for(|set| *set).await);
 }
 
