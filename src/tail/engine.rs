@@ -15,7 +15,7 @@
 //!   for by identity in its old folder (the kubelet leaves it there as `0.log.<time>`) and
 //!   read from its checkpoint to its end before its successor.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -141,6 +141,8 @@ pub struct Tailer {
     /// Where the files' lag is reported.
     metrics: Arc<Metrics>,
     next_file: u64,
+    /// Matched files that could not be opened (and were reported), until they can be.
+    unreadable: HashSet<PathBuf>,
 }
 
 /// The receiving end of [`TailEvent`]s is gone: nothing read would be used.
@@ -180,6 +182,7 @@ impl Tailer {
             closed: ClosedIds::default(),
             next_file: 0,
             metrics,
+            unreadable: HashSet::new(),
         }
     }
 
@@ -253,6 +256,12 @@ impl Tailer {
         for (path, reason) in skipped {
             tracing::debug!(path = %path.display(), %reason, "not following");
         }
+        if !self.unreadable.is_empty() {
+            // A file gone from the globs is forgotten: were it back, it would be reported anew.
+            let matched: HashSet<&Path> = found.iter().map(|f| f.target.as_path()).collect();
+            self.unreadable
+                .retain(|path| matched.contains(path.as_path()));
+        }
         let mut seen = HashMap::new();
         for file in found {
             // A stat tells whether a followed path still names the same file; only a file
@@ -276,7 +285,7 @@ impl Tailer {
                 continue;
             }
             // Opened now, it may be newer than the stat: its own metadata decides.
-            let Some((handle, metadata)) = open(&file.target) else {
+            let Some((handle, metadata)) = self.open_found(&file.target) else {
                 continue;
             };
             let id = FileId::of(&metadata);
@@ -310,6 +319,28 @@ impl Tailer {
             self.depart(key);
         }
         Ok(())
+    }
+
+    /// Opens a file discovery found. A file that cannot be opened for another reason than
+    /// being gone (permissions, say) is reported once, with the reason, and tried again at
+    /// each rescan; that it became readable is reported too.
+    fn open_found(&mut self, path: &Path) -> Option<(File, std::fs::Metadata)> {
+        let opened = File::open(path).and_then(|file| Ok((file.metadata()?, file)));
+        match opened {
+            Ok((metadata, file)) => {
+                if self.unreadable.remove(path) {
+                    tracing::info!(path = %path.display(), "readable now; following it");
+                }
+                metadata.is_file().then_some((file, metadata))
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
+            Err(error) => {
+                if self.unreadable.insert(path.to_path_buf()) {
+                    tracing::warn!(path = %path.display(), %error, "cannot open a matched log file; trying again at each rescan");
+                }
+                None
+            }
+        }
     }
 
     /// Where a newly found file is read from: its checkpoint when it is the same file,
