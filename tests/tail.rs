@@ -228,6 +228,102 @@ fn a_file_copytruncated_again_and_again_under_a_running_writer_loses_only_the_ro
 }
 
 #[test]
+fn lines_of_a_file_copytruncated_while_shiplog_was_down_are_read_from_the_copy() {
+    let node = Node::new();
+    let path = node.container_log("shop", "web-1", "app", lines(0, 0..10).as_bytes());
+    let config = node.config(&[]);
+    run_once(&config);
+    // While shiplog is down: more lines, then copytruncate, then the file's new lines.
+    append(&path, &lines(0, 10..25));
+    copy_then_truncate(&path, &path.with_extension("log.1"));
+    append(&path, &lines(0, 25..40));
+    run_once(&config);
+    assert_eq!(
+        by_file(&node.records())[&0],
+        (0..40).collect::<Vec<_>>(),
+        "each line once, in order: the copy's from the checkpoint on, then the new ones"
+    );
+    run_once(&config);
+    assert_eq!(node.records().len(), 40, "a third run repeats nothing");
+}
+
+#[test]
+fn lines_read_but_undelivered_when_their_file_is_cut_survive_a_kill_9() {
+    let node = Node::new();
+    let path = node.container_log("shop", "web-1", "app", lines(0, 0..100).as_bytes());
+    // The sink fails (its file is /dev/full): what shiplog reads, it holds undelivered.
+    std::os::unix::fs::symlink("/dev/full", node.path("out.jsonl")).expect("symlink");
+    let config = node.config(&[FOLLOW, FAST_COMMITS, FAST_BATCHES]);
+    let log = node.path("shiplog.log");
+    let shiplog = Running::start(&config, &log);
+    let logged = |what: &str| fs::read_to_string(&log).is_ok_and(|text| text.contains(what));
+    wait_until(Duration::from_secs(20), "the sink to fail", || {
+        logged("retrying")
+    });
+    // The file is copied aside and cut; shiplog reads it again from its start, then dies
+    // before the sink is back. Lines 0..100 are now only in the copy.
+    copy_then_truncate(&path, &path.with_extension("log.1"));
+    append(&path, &lines(0, 100..120));
+    wait_until(Duration::from_secs(20), "shiplog to see the cut", || {
+        logged("file truncated")
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    shiplog.kill();
+
+    fs::remove_file(node.path("out.jsonl")).expect("the sink is back");
+    let shiplog = Running::start(&config, &log);
+    wait_until(Duration::from_secs(20), "every line", || {
+        node.records().len() >= 120
+    });
+    assert!(shiplog.stop().success());
+    assert_eq!(
+        by_file(&node.records())[&0],
+        (0..120).collect::<Vec<_>>(),
+        "each line once, in order: the copy's, then the cut file's new ones"
+    );
+}
+
+#[test]
+fn a_file_rotated_while_down_and_killed_again_while_reading_it_is_finished_at_the_next_start() {
+    let node = Node::new();
+    let path = node.container_log("shop", "web-1", "app", lines(0, 0..10).as_bytes());
+    let config = node.config(&[FOLLOW, FAST_COMMITS, FAST_BATCHES]);
+    run_once(&config);
+    append(&path, &lines(0, 10..1000));
+    rotate_by_rename(&path, 1);
+    append(&path, &lines(0, 1000..1010));
+    // The next run starts on the rotated file (matched by no glob now) with the sink
+    // failing, so nothing of it is delivered, and is killed.
+    std::os::unix::fs::symlink("/dev/full", node.path("out.jsonl.down")).expect("symlink");
+    fs::rename(node.path("out.jsonl"), node.path("delivered.jsonl")).expect("move");
+    fs::rename(node.path("out.jsonl.down"), node.path("out.jsonl")).expect("move");
+    let log = node.path("shiplog.log");
+    let shiplog = Running::start(&config, &log);
+    wait_until(
+        Duration::from_secs(20),
+        "the rotated file to be read",
+        || {
+            fs::read_to_string(&log).is_ok_and(|text| {
+                text.contains("reading a file rotated while shiplog was down")
+                    && text.contains("retrying")
+            })
+        },
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    shiplog.kill();
+
+    fs::remove_file(node.path("out.jsonl")).expect("the sink is back");
+    run_once(&config);
+    let mut records = node.records_in("delivered.jsonl");
+    records.extend(node.records());
+    assert_eq!(
+        by_file(&records)[&0],
+        (0..1010).collect::<Vec<_>>(),
+        "each line once, in order: the rotated file's rest, then its successor's"
+    );
+}
+
+#[test]
 fn a_copytruncated_file_that_grew_past_the_old_offset_is_still_read_from_its_start() {
     let node = Node::new();
     let path = node.container_log("shop", "web-1", "app", lines(0, 0..100).as_bytes());

@@ -205,16 +205,39 @@ impl Checkpointer {
 
     /// Writes every moved offset (of the number that reads each identity now) in one
     /// transaction. On failure the offsets stay pending for the next interval.
+    ///
+    /// A file cut by copytruncate is read again from its start under a new number while
+    /// lines read before the cut may still be undelivered. Until they are delivered, the
+    /// identity's row holds the old content's checkpoint (the oldest such number's): after
+    /// a crash, the next start finds the copy by that checkpoint's fingerprint and reads
+    /// them from it. The new number's offsets wait, still pending.
     fn commit(&mut self) {
-        let rows: Vec<Checkpoint> = self
-            .dirty
-            .iter()
-            .filter_map(|file| self.files.get(file).map(|tracked| (file, tracked)))
-            .filter(|(file, tracked)| self.current.get(&tracked.checkpoint.id) == Some(file))
-            .map(|(_, tracked)| tracked.checkpoint.clone())
-            .collect();
+        let mut behind: HashMap<FileId, u64> = HashMap::new();
+        for (file, tracked) in &self.files {
+            let id = tracked.checkpoint.id;
+            if self.current.get(&id) != Some(file) && !tracked.is_done() {
+                let oldest = behind.entry(id).or_insert(*file);
+                *oldest = (*oldest).min(*file);
+            }
+        }
+        let mut held = Vec::new();
+        let mut rows = Vec::new();
+        for file in &self.dirty {
+            let Some(tracked) = self.files.get(file) else {
+                continue;
+            };
+            let id = tracked.checkpoint.id;
+            let current = self.current.get(&id) == Some(file);
+            match behind.get(&id) {
+                Some(oldest) if oldest == file => rows.push(tracked.checkpoint.clone()),
+                Some(_) if current => held.push(*file),
+                None if current => rows.push(tracked.checkpoint.clone()),
+                _ => {}
+            }
+        }
         if rows.is_empty() && self.forget.is_empty() {
             self.dirty.clear();
+            self.dirty.extend(held);
             return;
         }
         let result = tokio::task::block_in_place(|| {
@@ -224,6 +247,7 @@ impl Checkpointer {
         match result {
             Ok(_) => {
                 let dirty = std::mem::take(&mut self.dirty);
+                self.dirty.extend(held.iter().copied());
                 self.forget.clear();
                 for file in dirty {
                     if self.files.get(&file).is_some_and(Tracked::is_done) {

@@ -360,30 +360,99 @@ impl Tailer {
         }
     }
 
-    /// Files the last run was reading that are no longer at their path: rotated while
-    /// shiplog was down. Each is looked for by identity in its old folder and read from
-    /// its checkpoint to its end.
+    /// Files the last run had not finished, dealt with before discovery:
+    ///
+    /// - no longer at their path: rotated while shiplog was down. Each is looked for by
+    ///   identity in its old folder and read from its checkpoint to its end;
+    /// - at their path, but cut (copytruncate while shiplog was down, or a crash before
+    ///   the lines read from the cut file were delivered): the copy in the same folder, found
+    ///   by its first bytes, is read from the checkpoint first;
+    /// - at their path, unchanged, but matched by no glob, beside a file that is: a rotated
+    ///   file or a copy the last run was still reading. Read to its end from its checkpoint.
+    ///
+    /// The successor at each path waits for its predecessor's lines.
     fn resume_rotated_while_down(&mut self) -> Result<(), Disconnected> {
-        let moved: Vec<Resume> = self
-            .resume
-            .values()
-            .filter(|r| open(&r.path).is_none_or(|(_, meta)| FileId::of(&meta) != r.id))
-            .cloned()
-            .collect();
+        let mut moved = Vec::new();
+        let mut cut = Vec::new();
+        let mut aside = Vec::new();
+        for resume in self.resume.values() {
+            match open(&resume.path) {
+                Some((file, metadata)) if FileId::of(&metadata) == resume.id => {
+                    let same = resume.fingerprint.matches(&file).unwrap_or(false);
+                    if !same || metadata.len() < resume.offset {
+                        cut.push(resume.clone());
+                    } else {
+                        aside.push(resume.clone());
+                    }
+                }
+                _ => moved.push(resume.clone()),
+            }
+        }
         for resume in moved {
             let Some((path, file)) = find_by_identity(&resume) else {
                 continue;
             };
-            self.resume.remove(&resume.id);
             tracing::info!(from = %resume.path.display(), now = %path.display(), "reading a file rotated while shiplog was down");
+            self.resume_before_successor(resume, path, file, None)?;
+        }
+        // Copies first: a copy's own checkpoint may be behind what the cut file's says.
+        for resume in cut {
+            let Some((path, file, copy_id)) =
+                self.find_copy(&resume.path, resume.id, resume.fingerprint, resume.offset)
+            else {
+                continue;
+            };
+            tracing::info!(cut = %resume.path.display(), copy = %path.display(), from = resume.offset, "reading the copy of a file cut while its lines were not yet delivered");
+            self.resume.remove(&copy_id);
+            self.resume_before_successor(resume, path, file, Some(copy_id))?;
+        }
+        let (matched, _) = self.files.scan();
+        let folders: HashSet<&Path> = matched.iter().filter_map(|f| f.target.parent()).collect();
+        let targets: HashSet<&Path> = matched.iter().map(|f| f.target.as_path()).collect();
+        let unfinished: Vec<Resume> = aside
+            .into_iter()
+            .filter(|r| !targets.contains(r.path.as_path()) && self.resume.contains_key(&r.id))
+            .filter(|r| r.path.parent().is_some_and(|dir| folders.contains(dir)))
+            .collect();
+        for resume in unfinished {
+            let Some((file, _)) = open(&resume.path) else {
+                continue;
+            };
+            tracing::info!(path = %resume.path.display(), "finishing a rotated file the last run was reading");
+            let path = resume.path.clone();
+            self.resume.remove(&resume.id);
             let found = FoundFile {
-                path: resume.path.clone(),
+                path: path.clone(),
                 target: path,
             };
             if let Some(key) = self.start(found, file, resume.id, resume.offset)? {
                 self.mark_rotated(key);
-                self.predecessors.insert(resume.path, key);
             }
+        }
+        Ok(())
+    }
+
+    /// Reads `file`, now at `path`, from `resume`'s checkpoint to its end, under identity
+    /// `copy_id` when it is a copy (else `resume`'s own), before whatever file `resume`'s
+    /// path holds now.
+    fn resume_before_successor(
+        &mut self,
+        resume: Resume,
+        path: PathBuf,
+        file: File,
+        copy_id: Option<FileId>,
+    ) -> Result<(), Disconnected> {
+        if copy_id.is_none() {
+            self.resume.remove(&resume.id);
+        }
+        let found = FoundFile {
+            path: resume.path.clone(),
+            target: path,
+        };
+        let id = copy_id.unwrap_or(resume.id);
+        if let Some(key) = self.start(found, file, id, resume.offset)? {
+            self.mark_rotated(key);
+            self.predecessors.insert(resume.path, key);
         }
         Ok(())
     }
@@ -809,9 +878,10 @@ fn open(path: &Path) -> Option<(File, std::fs::Metadata)> {
 }
 
 /// Whether the file a checkpoint names is gone for good: not at its path, and nowhere in
-/// its folder (or the folder itself is gone, as the kubelet removes a deleted pod's). A
-/// folder that cannot be listed, or a path that cannot be looked at for another reason than
-/// its absence, counts as present: only a file known gone may lose its checkpoint.
+/// its folder, not even as a copy holding lines beyond the checkpoint (or the folder itself
+/// is gone, as the kubelet removes a deleted pod's). A folder that cannot be listed, or a
+/// path that cannot be looked at for another reason than its absence, counts as present:
+/// only a file known gone may lose its checkpoint.
 pub fn is_gone(resume: &Resume) -> bool {
     let same = |file: &File, metadata: &std::fs::Metadata| {
         FileId::of(metadata) == resume.id && resume.fingerprint.matches(file).unwrap_or(true)
@@ -829,9 +899,15 @@ pub fn is_gone(resume: &Resume) -> bool {
         Ok(entries) => entries,
         Err(error) => return error.kind() == std::io::ErrorKind::NotFound,
     };
-    !entries
-        .flatten()
-        .any(|entry| open(&entry.path()).is_some_and(|(file, metadata)| same(&file, &metadata)))
+    // The file itself, moved within the folder, or a copy of it holding lines not yet
+    // delivered (copytruncate's, when the file at the path was cut).
+    let copy = |file: &File, metadata: &std::fs::Metadata| {
+        metadata.len() > resume.offset && resume.fingerprint.matches(file).unwrap_or(false)
+    };
+    !entries.flatten().any(|entry| {
+        open(&entry.path())
+            .is_some_and(|(file, metadata)| same(&file, &metadata) || copy(&file, &metadata))
+    })
 }
 
 /// The file `resume` names, looked for by (device, inode) and fingerprint in the folder
