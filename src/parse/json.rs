@@ -18,14 +18,38 @@ use super::time::TimeKey;
 /// surrounding whitespace when it is exactly one valid JSON object, else `None` (arrays,
 /// scalars, invalid JSON, trailing garbage). Nesting deeper than serde_json's limit of 128
 /// levels is refused rather than risking the stack.
+///
+/// An object whose strings hold a `\uD800`-`\uDFFF` escape that is not half of a surrogate
+/// pair is refused too: it fits JSON's grammar, but it is no text, and strict readers
+/// (serde_json, hence Vector; Go's decoder replaces it) would reject or alter the whole record.
+/// Refused, the payload still ships, escaped as a string in `log`.
 pub fn object(payload: &str) -> Option<&str> {
     let trimmed = payload.trim_matches(|c| matches!(c, ' ' | '\t' | '\n' | '\r'));
     if !trimmed.starts_with('{') {
         return None;
     }
-    serde_json::from_str::<&RawValue>(trimmed)
-        .ok()
-        .map(RawValue::get)
+    // Validating into a `RawValue` skips over string escapes without decoding them, so it
+    // takes a lone surrogate. Escapes in the surrogate range are rare (an emoji written by
+    // an ASCII-only encoder); only then is the object decoded in full, which checks them.
+    let raw = serde_json::from_str::<&RawValue>(trimmed).ok()?.get();
+    if has_surrogate_escape(raw) && serde_json::from_str::<serde_json::Value>(raw).is_err() {
+        return None;
+    }
+    Some(raw)
+}
+
+/// True when `text` holds `\u` followed by `D8` to `DF`, in either case: the start of an
+/// escaped UTF-16 surrogate (or an escaped backslash followed by such text, which only costs
+/// the full check).
+fn has_surrogate_escape(text: &str) -> bool {
+    // memchr's iterator needs no searcher built per call, unlike memmem's.
+    let bytes = text.as_bytes();
+    memchr::memchr_iter(b'\\', bytes).any(|at| {
+        matches!(
+            bytes.get(at + 1..at + 4),
+            Some([b'u', b'd' | b'D', b'8'..=b'9' | b'a'..=b'f' | b'A'..=b'F'])
+        )
+    })
 }
 
 /// The `json` parser: the line must be one JSON object, embedded as it is.
@@ -145,6 +169,16 @@ mod tests {
             ("{\"a\":1}{\"b\":2}", None),
             ("GET /index.html 200", None),
             ("", None),
+            // Surrogate escapes: a pair is a character; half of one is no text.
+            (r#"{"e":"\ud83d\ude00"}"#, Some(r#"{"e":"\ud83d\ude00"}"#)),
+            (
+                r#"{"e":"\uD83D\uDE00 ok"}"#,
+                Some(r#"{"e":"\uD83D\uDE00 ok"}"#),
+            ),
+            (r#"{"e":"\ud800"}"#, None),
+            (r#"{"e":"\udc00\ud800"}"#, None),
+            (r#"{"\uDFFF":1}"#, None),
+            (r#"{"path":"C:\\ud800"}"#, Some(r#"{"path":"C:\\ud800"}"#)),
         ];
         for (payload, expected) in cases {
             assert_eq!(object(payload), expected, "{payload:?}");
