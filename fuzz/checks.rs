@@ -1,0 +1,168 @@
+//! The properties the fuzz targets assert, in one place for both users: the targets under
+//! `fuzz/fuzz_targets/` (coverage-guided, `cargo fuzz`) and `tests/fuzz_corpus.rs`, which
+//! replays the committed corpus under `fuzz/corpus/` on every `cargo test`.
+//!
+//! Each check takes arbitrary bytes and panics when shiplog mishandles them: a panic in
+//! shiplog's own code, or an assertion here. What is asserted is what a user relies on:
+//! nothing is lost (every byte of a decoded line comes out of reassembly, in order), limits
+//! hold (no message over `max_line_bytes`), and every record shiplog would ship is valid
+//! JSON that gives back the line and the fields it was built from.
+
+use shiplog::decode::{Format, Reassembler, Stream};
+use shiplog::parse::{ParserSet, json};
+use shiplog::record::{Flags, Record, Shape};
+
+/// Docker json-file lines: see [`runtime_lines`].
+pub fn docker(data: &[u8]) {
+    runtime_lines(Format::Docker, data);
+}
+
+/// CRI lines: see [`runtime_lines`].
+pub fn cri(data: &[u8]) {
+    runtime_lines(Format::Cri, data);
+}
+
+/// The first byte picks `max_line_bytes` (1 to 256), the rest is a file of `format` lines.
+/// Every line decodes or is refused, without a panic; a decoded time is a plain ASCII
+/// timestamp; the reassembler gives back, per stream, exactly the bytes decoded, in order,
+/// in messages no longer than the limit, and nothing stays pending after the final flush.
+pub fn runtime_lines(format: Format, data: &[u8]) {
+    let Some((&limit, file)) = data.split_first() else {
+        return;
+    };
+    let max_line_bytes = usize::from(limit) + 1;
+    let mut reassembler = Reassembler::new(max_line_bytes);
+    let mut decoded: [Vec<u8>; 2] = Default::default();
+    let mut emitted: [Vec<u8>; 2] = Default::default();
+    let mut emit = |message: shiplog::decode::Message<'_>| {
+        assert!(
+            message.bytes.len() <= max_line_bytes,
+            "a message of {} bytes over the limit of {max_line_bytes}",
+            message.bytes.len()
+        );
+        emitted[index(message.stream)].extend_from_slice(&message.bytes);
+    };
+    for line in file.split(|&b| b == b'\n') {
+        let Ok(line) = format.decode(line) else {
+            continue;
+        };
+        assert!(
+            line.time.is_ascii() && !line.time.is_empty(),
+            "decoded time {:?}",
+            line.time
+        );
+        decoded[index(line.stream)].extend_from_slice(&line.message);
+        reassembler.push(line, &mut emit);
+    }
+    reassembler.flush(&mut emit);
+    assert!(reassembler.is_empty(), "a line still pending after flush");
+    assert_eq!(
+        emitted, decoded,
+        "reassembly lost, added or reordered bytes"
+    );
+}
+
+fn index(stream: Stream) -> usize {
+    match stream {
+        Stream::Stdout => 0,
+        Stream::Stderr => 1,
+    }
+}
+
+/// The JSON merge: the payload is embedded only when it is one JSON object, and the record
+/// then holds that object, equal to the payload parsed on its own, beside the line as written.
+/// A payload refused is shipped in `log` only. Either way the record is valid JSON.
+pub fn json_merge(data: &[u8]) {
+    let line = String::from_utf8_lossy(data);
+    let merged = json::object(&line);
+    let Some(record) = render(&line, merged, None) else {
+        return;
+    };
+    assert_eq!(
+        record["log"].as_str(),
+        Some(&*line),
+        "the line is kept as written"
+    );
+    match merged.and_then(decode) {
+        Some(object) => {
+            assert!(
+                object.is_object(),
+                "embedded a payload that is not an object"
+            );
+            assert_eq!(record["data"], object);
+        }
+        None => assert!(
+            merged.is_some() || record.get("data").is_none(),
+            "data without a JSON object"
+        ),
+    }
+}
+
+/// `text` decoded, or `None` when it is valid JSON only a reader with numbers wider than
+/// f64 can decode (`1e400`): shiplog embeds such a payload as written, as JSON allows.
+/// Any other failure is a bug and panics.
+fn decode(text: &str) -> Option<serde_json::Value> {
+    match serde_json::from_str(text) {
+        Ok(value) => Some(value),
+        Err(error) if error.to_string().starts_with("number out of range") => {
+            let raw: Result<&serde_json::value::RawValue, _> = serde_json::from_str(text);
+            assert!(raw.is_ok(), "invalid JSON: {text}");
+            None
+        }
+        Err(error) => panic!("invalid JSON ({error}): {text}"),
+    }
+}
+
+/// Every built-in parser on the same line: a parser either refuses it or gives fields that
+/// are one valid JSON object and, when it read a time, an RFC 3339 UTC time; the record
+/// built from them is valid JSON.
+pub fn builtin_parsers(data: &[u8]) {
+    // Built once: compiling every parser's regex per input would be most of the work.
+    static PARSERS: std::sync::OnceLock<ParserSet> = std::sync::OnceLock::new();
+    let parsers = PARSERS.get_or_init(ParserSet::builtin);
+    let line = String::from_utf8_lossy(data);
+    for name in parsers.names() {
+        let Some(parser) = parsers.get(name) else {
+            continue;
+        };
+        let Some(parsed) = parser.parse(&line, 2024) else {
+            continue;
+        };
+        let fields: serde_json::Value = serde_json::from_str(&parsed.data)
+            .unwrap_or_else(|e| panic!("parser {name} gave invalid JSON ({e}): {}", parsed.data));
+        assert!(
+            fields.is_object(),
+            "parser {name} gave a non-object: {}",
+            parsed.data
+        );
+        if let Some(time) = &parsed.time {
+            assert!(
+                time.parse::<jiff::Timestamp>().is_ok() && time.ends_with('Z'),
+                "parser {name} gave time {time:?}"
+            );
+        }
+        if let Some(record) = render(&line, Some(&parsed.data), parsed.time.as_deref()) {
+            assert_eq!(
+                record["data"], fields,
+                "parser {name}: fields changed in the record"
+            );
+        }
+    }
+}
+
+/// The record shiplog would ship for `line`, decoded (see [`decode`]).
+fn render(line: &str, data: Option<&str>, time: Option<&str>) -> Option<serde_json::Value> {
+    let record = Record {
+        time: time.unwrap_or("2024-05-01T12:00:00.000000000Z"),
+        stream: Some("stdout"),
+        log: line,
+        data,
+        kubernetes: Some(r#"{"namespace_name":"default","pod_name":"fuzz"}"#),
+        topic: "default",
+        flags: Flags::default(),
+        error: None,
+    };
+    let mut out = Vec::new();
+    record.render(&Shape::new("data", true), &mut out);
+    decode(std::str::from_utf8(&out).expect("a record is UTF-8"))
+}
