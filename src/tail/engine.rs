@@ -325,13 +325,12 @@ impl Tailer {
     /// being gone (permissions, say) is reported once, with the reason, and tried again at
     /// each rescan; that it became readable is reported too.
     fn open_found(&mut self, path: &Path) -> Option<(File, std::fs::Metadata)> {
-        let opened = File::open(path).and_then(|file| Ok((file.metadata()?, file)));
-        match opened {
-            Ok((metadata, file)) => {
+        match try_open(path) {
+            Ok(opened) => {
                 if self.unreadable.remove(path) {
                     tracing::info!(path = %path.display(), "readable now; following it");
                 }
-                metadata.is_file().then_some((file, metadata))
+                opened
             }
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
             Err(error) => {
@@ -872,9 +871,14 @@ impl ClosedIds {
 
 /// Opens `path` for reading, with its metadata; `None` when it cannot be (gone, a folder).
 fn open(path: &Path) -> Option<(File, std::fs::Metadata)> {
-    let file = File::open(path).ok()?;
-    let metadata = file.metadata().ok()?;
-    metadata.is_file().then_some((file, metadata))
+    try_open(path).ok().flatten()
+}
+
+/// [`open`], telling why a file could not be opened; `Ok(None)` for a folder or the like.
+fn try_open(path: &Path) -> std::io::Result<Option<(File, std::fs::Metadata)>> {
+    let file = File::open(path)?;
+    let metadata = file.metadata()?;
+    Ok(metadata.is_file().then_some((file, metadata)))
 }
 
 /// Whether the file a checkpoint names is gone for good: not at its path, and nowhere in
