@@ -7,9 +7,11 @@
 //! annotated with the nginx parser), 10 % plain text, pod metadata from a PodList file;
 //! docker and CRI formats, into the `null` and the `file` sink; median of 5 runs each.
 //! Options after `--`: `--pods N`, `--lines N`, `--runs N`, `--format docker|cri`,
-//! `--sink null|file|kafka`, `--memory-limit SIZE`. `--sink kafka` ships into librdkafka's
-//! mock cluster, started in this harness for each run (so its CPU is not shiplog's). Under `cargo test` (no `--bench` argument) it runs a small smoke
-//! workload once, so the harness itself stays working.
+//! `--sink null|file|kafka`, `--memory-limit SIZE`, `--keep DIR` (write the workload and
+//! configs under DIR/<format> and leave them there, for profiling one `shiplog --once` by
+//! hand). `--sink kafka` ships into librdkafka's mock cluster, started in this harness for
+//! each run (so its CPU is not shiplog's). Under `cargo test` (no `--bench` argument) it
+//! runs a small smoke workload once, so the harness itself stays working.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -27,6 +29,8 @@ struct Options {
     sinks: Vec<&'static str>,
     /// `pipeline.memory_limit`, when not the default.
     memory_limit: Option<String>,
+    /// Where to write the workloads and leave them, instead of a temporary folder.
+    keep: Option<PathBuf>,
 }
 
 fn options() -> Options {
@@ -50,6 +54,7 @@ fn options() -> Options {
         formats: pick("--format", &["docker", "cri"], &["docker", "cri"]),
         sinks: pick("--sink", &["null", "file", "kafka"], &["null", "file"]),
         memory_limit: value("--memory-limit").cloned(),
+        keep: value("--keep").map(PathBuf::from),
     }
 }
 
@@ -254,8 +259,12 @@ fn main() {
     println!("| format | sink | lines/s | MB/s | CPU-s/GB | peak RSS MiB |");
     println!("|---|---|---|---|---|---|");
     for format in &options.formats {
-        let root: PathBuf =
-            std::env::temp_dir().join(format!("shiplog-bench-{format}-{}", std::process::id()));
+        let root: PathBuf = match &options.keep {
+            Some(dir) => dir.join(format),
+            None => {
+                std::env::temp_dir().join(format!("shiplog-bench-{format}-{}", std::process::id()))
+            }
+        };
         fs::remove_dir_all(&root).ok();
         let bytes = generate(&root, &options, format);
         let lines = (options.pods * options.lines) as f64;
@@ -290,6 +299,8 @@ fn main() {
                 median.peak_rss_kib as f64 / 1024.0,
             );
         }
-        fs::remove_dir_all(&root).ok();
+        if options.keep.is_none() {
+            fs::remove_dir_all(&root).ok();
+        }
     }
 }
