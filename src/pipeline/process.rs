@@ -61,6 +61,45 @@ struct OpenFile {
     next_seq: u64,
     /// The offset just past what was processed.
     offset: u64,
+    /// The size of the file's last rendered chunk, to size the next one's buffers.
+    last_chunk: ChunkSize,
+}
+
+/// The most rendered bytes per input byte a chunk's buffer is sized for in advance.
+const MAX_EXPANSION: usize = 8;
+
+/// What one chunk took in and gave out: the next chunk of the same file is sized from it,
+/// so its buffers are allocated once, about the right size, instead of doubling from
+/// empty (each doubling a copy, and up to twice the memory needed).
+#[derive(Debug, Clone, Copy)]
+struct ChunkSize {
+    input: usize,
+    json: usize,
+    records: usize,
+}
+
+impl ChunkSize {
+    /// Before a file's first chunk: records are typically a few times their line, the pod's
+    /// metadata being most of a record.
+    const GUESS: ChunkSize = ChunkSize {
+        input: 1,
+        json: 4,
+        records: 0,
+    };
+
+    /// Buffer capacities for a chunk of `input` bytes: the last chunk's ratio plus an eighth,
+    /// at most [`MAX_EXPANSION`] times the input (a few short lines before a burst of long
+    /// ones would otherwise ask for far too much; a buffer still grows when it must).
+    fn capacities_for(self, input: usize) -> (usize, usize) {
+        let scale = |n: usize| {
+            let scaled = (n as u128 * input as u128 / self.input.max(1) as u128) as usize;
+            scaled.saturating_add(scaled / 8)
+        };
+        let json = scale(self.json).min(input.saturating_mul(MAX_EXPANSION));
+        // Every record comes from at least one byte of input.
+        let records = scale(self.records).min(input);
+        (json, records)
+    }
 }
 
 impl OpenFile {
@@ -154,6 +193,7 @@ impl Processor {
             pending_start: [None, None],
             next_seq: 0,
             offset,
+            last_chunk: ChunkSize::GUESS,
         };
         self.files.insert(file, state);
     }
@@ -206,9 +246,9 @@ impl Processor {
         self.refresh(file);
         let state = self.files.get_mut(&file)?;
         let now = now_rfc3339();
-        let mut out = ChunkWriter::new(&self.enricher, &state.context, &now);
         self.stats.bytes += lines.data.len() as u64;
         if state.context.all_excluded() {
+            let out = ChunkWriter::new(&self.enricher, &state.context, &now, (0, 0));
             // Nothing of this file ships: count its lines without decoding them; the empty
             // chunk still carries its offset to the checkpoint.
             let count = match lines.end_kind {
@@ -225,6 +265,8 @@ impl Processor {
                 lines.data.len() as u64,
             ));
         }
+        let capacities = state.last_chunk.capacities_for(lines.data.len());
+        let mut out = ChunkWriter::new(&self.enricher, &state.context, &now, capacities);
         let mut decoder = LineDecoder {
             format: &mut state.format,
             reassembler: &mut state.reassembler,
@@ -262,15 +304,20 @@ impl Processor {
         self.stats.lines += lines_read;
         out.add_counts(&mut self.stats);
         state.offset = lines.end;
-        let input_bytes = lines.data.len() as u64;
+        let input_bytes = lines.data.len();
+        state.last_chunk = ChunkSize {
+            input: input_bytes,
+            json: out.json.len(),
+            records: out.ends.len(),
+        };
         let resume_offset = state.resume_offset();
-        Some(out.finish(file, &mut state.next_seq, resume_offset, input_bytes))
+        Some(out.finish(file, &mut state.next_seq, resume_offset, input_bytes as u64))
     }
 
     fn close(&mut self, file: u64) -> Option<Rendered> {
         let mut state = self.files.remove(&file)?;
         let now = now_rfc3339();
-        let mut out = ChunkWriter::new(&self.enricher, &state.context, &now);
+        let mut out = ChunkWriter::new(&self.enricher, &state.context, &now, (0, 0));
         state
             .reassembler
             .flush(&mut |message| out.message(&message));
@@ -334,13 +381,19 @@ struct ChunkWriter<'a> {
 }
 
 impl<'a> ChunkWriter<'a> {
-    fn new(enricher: &'a Enricher, context: &'a FileContext, now: &'a str) -> Self {
+    /// A writer whose buffers start with `(json, records)` capacity.
+    fn new(
+        enricher: &'a Enricher,
+        context: &'a FileContext,
+        now: &'a str,
+        (json, records): (usize, usize),
+    ) -> Self {
         ChunkWriter {
             enricher,
             context,
             now,
-            json: Vec::new(),
-            ends: Vec::new(),
+            json: Vec::with_capacity(json),
+            ends: Vec::with_capacity(records),
             errors: 0,
             excluded: 0,
             parsed: 0,

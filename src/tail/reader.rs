@@ -96,6 +96,9 @@ impl LineReader {
         loop {
             let mut buf = std::mem::take(&mut self.pending);
             let scanned = buf.len();
+            // Room for the whole read up front: one allocation and one read syscall per
+            // chunk, where growing from empty took several of each and copied as it grew.
+            buf.reserve_exact(READ_SIZE);
             let read = (&mut self.file)
                 .take(READ_SIZE as u64)
                 .read_to_end(&mut buf)?;
