@@ -9,7 +9,7 @@
 //! JSON that gives back the line and the fields it was built from.
 
 use shiplog::decode::{Format, Reassembler, Stream};
-use shiplog::parse::{ParserSet, json};
+use shiplog::parse::{ParserSet, json, nginx};
 use shiplog::record::{Flags, Record, Shape};
 
 /// Docker json-file lines: see [`runtime_lines`].
@@ -121,6 +121,7 @@ pub fn builtin_parsers(data: &[u8]) {
     static PARSERS: std::sync::OnceLock<ParserSet> = std::sync::OnceLock::new();
     let parsers = PARSERS.get_or_init(ParserSet::builtin);
     let line = String::from_utf8_lossy(data);
+    nginx_matches_its_regex(&line);
     for name in parsers.names() {
         let Some(parser) = parsers.get(name) else {
             continue;
@@ -148,6 +149,23 @@ pub fn builtin_parsers(data: &[u8]) {
             );
         }
     }
+}
+
+/// The hand-written matcher of the built-in nginx regex captures exactly what the regex
+/// captures, or fails to match exactly when it does.
+fn nginx_matches_its_regex(line: &str) {
+    static REGEX: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let regex = REGEX.get_or_init(|| regex::Regex::new(nginx::PATTERN).expect("it compiles"));
+    let by_regex = regex.captures(line).map(|found| {
+        (0..nginx::GROUPS)
+            .map(|group| found.get(group).map(|m| (m.start(), m.end())))
+            .collect::<Vec<_>>()
+    });
+    let by_hand = nginx::captures(line).map(|spans| spans.to_vec());
+    assert_eq!(
+        by_hand, by_regex,
+        "the nginx matcher and its regex disagree on {line:?}"
+    );
 }
 
 /// The record shiplog would ship for `line`, decoded (see [`decode`]).

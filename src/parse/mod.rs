@@ -9,7 +9,8 @@
 //! # Layout
 //!
 //! - [`definition`]: the TOML schema of a parser, and its examples.
-//! - [`regex`], [`json`], [`logfmt`]: the three kinds of parser.
+//! - [`regex`], [`json`], [`logfmt`]: the three kinds of parser; [`nginx`]: the built-in
+//!   nginx regex, matched by hand for speed.
 //! - [`fields`]: the `data` object they build, and `types` coercion.
 //! - [`time`]: `time_key` + `time_format` → the record time.
 //! - [`error`]: `ParserError`, naming the file, the parser, the key and the reason.
@@ -19,6 +20,7 @@ pub mod error;
 pub mod fields;
 pub mod json;
 pub mod logfmt;
+pub mod nginx;
 pub mod regex;
 pub mod time;
 
