@@ -100,71 +100,73 @@ impl Record<'_> {
     }
 }
 
-/// Appends `s` as a JSON string literal. Escapes `"`, `\` and control characters, copying
-/// the runs between them in one go. Most log text needs no escape at all, so runs are
-/// found eight bytes at a time ([`needs_escape`]), then byte by byte around an escape.
+/// Appends `s` as a JSON string literal. Escapes `"`, `\\` and control characters, copying
+/// the runs between them in one go. Runs are scanned eight bytes at a time
+/// ([`escape_mask`]); each escape found restarts the scan just past it, so text dense with
+/// quotes (a JSON payload kept in `log`) costs one step per escape, not per byte.
 pub fn write_json_str(out: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
     out.reserve(bytes.len() + 2);
     out.push(b'"');
     let mut start = 0;
-    let mut words = bytes.chunks_exact(8);
     let mut at = 0;
-    for word in words.by_ref() {
-        let value = u64::from_le_bytes([
-            word[0], word[1], word[2], word[3], word[4], word[5], word[6], word[7],
-        ]);
-        if needs_escape(value) {
-            for (k, &b) in word.iter().enumerate() {
-                escape_byte(out, bytes, &mut start, at + k, b);
-            }
+    while let Some(word) = bytes.get(at..).and_then(<[u8]>::first_chunk::<8>) {
+        let mask = escape_mask(u64::from_le_bytes(*word));
+        if mask == 0 {
+            at += 8;
+            continue;
         }
-        at += 8;
+        // The lowest flagged byte is always a true one (see `escape_mask`).
+        at += (mask.trailing_zeros() / 8) as usize;
+        out.extend_from_slice(&bytes[start..at]);
+        write_escape(out, bytes[at]);
+        at += 1;
+        start = at;
     }
-    for (k, &b) in words.remainder().iter().enumerate() {
-        escape_byte(out, bytes, &mut start, at + k, b);
+    for (i, &b) in bytes.iter().enumerate().skip(at) {
+        if b < 0x20 || b == b'"' || b == b'\\' {
+            out.extend_from_slice(&bytes[start..i]);
+            write_escape(out, b);
+            start = i + 1;
+        }
     }
     out.extend_from_slice(&bytes[start..]);
     out.push(b'"');
 }
 
-/// Writes the escape of byte `b` at `i`, if it needs one, after the unescaped run from
-/// `start`; `start` then moves past it.
+/// Writes the escape of `b`, one of `"`, `\\` or a control character.
 #[inline]
-fn escape_byte(out: &mut Vec<u8>, bytes: &[u8], start: &mut usize, i: usize, b: u8) {
+fn write_escape(out: &mut Vec<u8>, b: u8) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let escape: &[u8] = match b {
-        b'"' => b"\\\"",
-        b'\\' => b"\\\\",
-        b'\n' => b"\\n",
-        b'\r' => b"\\r",
-        b'\t' => b"\\t",
-        0x00..=0x1f => b"",
-        _ => return,
-    };
-    out.extend_from_slice(&bytes[*start..i]);
-    if escape.is_empty() {
-        out.extend_from_slice(b"\\u00");
-        out.push(HEX[usize::from(b >> 4)]);
-        out.push(HEX[usize::from(b & 0xf)]);
-    } else {
-        out.extend_from_slice(escape);
+    match b {
+        b'"' => out.extend_from_slice(b"\\\""),
+        b'\\' => out.extend_from_slice(b"\\\\"),
+        b'\n' => out.extend_from_slice(b"\\n"),
+        b'\r' => out.extend_from_slice(b"\\r"),
+        b'\t' => out.extend_from_slice(b"\\t"),
+        _ => out.extend_from_slice(&[
+            b'\\',
+            b'u',
+            b'0',
+            b'0',
+            HEX[usize::from(b >> 4)],
+            HEX[usize::from(b & 0xf)],
+        ]),
     }
-    *start = i + 1;
 }
 
-/// Whether any of the eight bytes of `word` is `"`, `\` or below 0x20 (the classic
-/// "has a byte less than / equal to" bit tricks; false positives are impossible for bytes
-/// of 0x80 and above because those are masked out by `!word`).
-fn needs_escape(word: u64) -> bool {
+/// The high bit of each of the eight bytes of `word` that is `"`, `\\` or below 0x20 (the
+/// classic "has a zero byte / a byte less than" bit tricks). Bytes of 0x80 and above are
+/// never flagged (masked out by `!word`). A borrow can flag a byte above a flagged one by
+/// mistake, never below it, so the lowest flag is always exact.
+fn escape_mask(word: u64) -> u64 {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
     let has_zero = |w: u64| w.wrapping_sub(ONES) & !w & HIGHS;
     let below_0x20 = word.wrapping_sub(ONES * 0x20) & !word & HIGHS;
-    (below_0x20
+    below_0x20
         | has_zero(word ^ (ONES * u64::from(b'"')))
-        | has_zero(word ^ (ONES * u64::from(b'\\'))))
-        != 0
+        | has_zero(word ^ (ONES * u64::from(b'\\')))
 }
 
 #[cfg(test)]
@@ -254,25 +256,38 @@ mod tests {
     }
 
     #[test]
-    fn every_byte_that_needs_escaping_is_found_at_every_position_of_a_word() {
-        for special in (0u8..0x20).chain([b'"', b'\\']) {
+    fn the_first_byte_that_needs_escaping_is_found_at_every_position_of_a_word() {
+        let specials: Vec<u8> = (0u8..0x20).chain([b'"', b'\\']).collect();
+        for &special in &specials {
             for at in 0..8 {
-                let mut bytes = [b'a'; 8];
-                bytes[at] = special;
-                assert!(
-                    needs_escape(u64::from_le_bytes(bytes)),
-                    "{special:#x} at {at}"
-                );
+                // Plain bytes below, and any bytes above, which may be flagged too.
+                for &above in specials.iter().chain(&[b'a', 0xc3, 0xff]) {
+                    let mut bytes = [b'a'; 8];
+                    bytes[at] = special;
+                    bytes[at + 1..].fill(above);
+                    let mask = escape_mask(u64::from_le_bytes(bytes));
+                    assert_eq!(mask.trailing_zeros() / 8, at as u32, "{special:#x} at {at}");
+                }
             }
         }
         for plain in (0x20u8..=0xff).filter(|b| *b != b'"' && *b != b'\\') {
-            assert!(!needs_escape(u64::from_le_bytes([plain; 8])), "{plain:#x}");
+            assert_eq!(escape_mask(u64::from_le_bytes([plain; 8])), 0, "{plain:#x}");
         }
     }
 
     proptest! {
         #[test]
         fn any_string_renders_as_the_same_json_string(s in any::<String>()) {
+            let mut out = Vec::new();
+            write_json_str(&mut out, &s);
+            let back: String = serde_json::from_slice(&out).expect("valid JSON string");
+            prop_assert_eq!(back, s);
+        }
+
+        #[test]
+        fn text_dense_with_escapes_renders_as_the_same_json_string(
+            s in "[\"\\\\\\x00-\\x1fa-zé]{0,40}"
+        ) {
             let mut out = Vec::new();
             write_json_str(&mut out, &s);
             let back: String = serde_json::from_slice(&out).expect("valid JSON string");
