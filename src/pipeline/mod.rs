@@ -49,8 +49,11 @@ pub use shutdown::{Signal, Signals};
 /// own framing (timestamp, JSON escapes) around a message of `max_line_bytes`.
 const LINE_FRAMING_SLACK: usize = 64 * 1024;
 
-/// Chunks in flight between two stages. Small: each is up to a few hundred KiB.
-const CHANNEL_CHUNKS: usize = 16;
+/// Chunks queued between two stages. A read is up to 256 KiB and its rendered chunk several
+/// times that (about 1 MiB on the benchmark workload), so the queues are short: four keep
+/// the next stage fed, while sixteen cost 20 MiB of peak RSS behind a file sink's
+/// `fdatasync` and made no stage faster (see the README's performance section).
+const CHANNEL_CHUNKS: usize = 4;
 
 /// Why a run failed.
 #[derive(Debug, thiserror::Error)]
