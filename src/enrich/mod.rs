@@ -232,7 +232,7 @@ impl Enricher {
         message: &Message<'_>,
         out: &mut Vec<u8>,
     ) -> Outcome {
-        let log = String::from_utf8_lossy(&message.bytes);
+        let log = text(&message.bytes);
         let parsed = context
             .stream(message.stream)
             .parser
@@ -315,7 +315,7 @@ impl Enricher {
         reason: &str,
         out: &mut Vec<u8>,
     ) {
-        let log = String::from_utf8_lossy(line);
+        let log = text(line);
         let record = Record {
             time: now,
             stream: None,
@@ -338,6 +338,17 @@ fn year_of(time: &str) -> i16 {
     time.get(..4)
         .and_then(|year| year.parse().ok())
         .unwrap_or(1970)
+}
+
+/// `bytes` as text: borrowed when valid UTF-8, which nearly every line is; otherwise with
+/// each invalid sequence replaced by U+FFFD (then owned, which flags `invalid_utf8`).
+/// `from_utf8` first because it checks ASCII a word at a time, where the lossy
+/// conversion's scan goes byte by byte.
+fn text(bytes: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(bytes),
+    }
 }
 
 #[cfg(test)]
