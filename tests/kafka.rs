@@ -122,18 +122,30 @@ fn records_for_a_topic_that_does_not_exist_go_to_the_default_topic_unless_topics
     let brokers = cluster.bootstrap_servers();
     let node = Node::new();
     node.container_log("shop", "web-1", "app", lines(0, 0..100).as_bytes());
-    node.container_log("ghost", "spook-1", "app", lines(1, 0..100).as_bytes());
+    let ghost = node.container_log("ghost", "spook-1", "app", lines(1, 0..100).as_bytes());
     // librdkafka waits this long before believing a topic does not exist (30 s by default).
     let fast = "[sinks.bus.librdkafka]\n\"topic.metadata.propagation.max.ms\" = 500";
-    let config = node.config(&[("sinks.bus", &kafka_sink(&brokers, fast))]);
-    let output = run_once(&config);
-    assert!(output.status.success(), "{}", util::stderr(&output));
+    let config = node.config(&[
+        ("sinks.bus", &kafka_sink(&brokers, fast)),
+        ("state", "commit_interval = \"100ms\""),
+        ("pipeline", "batch_timeout = \"50ms\""),
+        ("server", "listen = \"127.0.0.1:0\""),
+    ]);
+    let log = node.path("shiplog.log");
+    let shiplog = Running::start(&config, &log);
+    let address = util::server_address(&log);
+    let size = std::fs::metadata(&ghost).expect("log file").len();
+    util::wait_for_commit(&node.path("state.db"), size, "ghost's lines delivered");
+    let metrics = util::http_get(&address, "/metrics").1;
+    let rerouted = "shiplog_kafka_rerouted_records_total{sink=\"bus\"}";
+    assert_eq!(util::metric(&metrics, rerouted), Some(100.0), "{metrics}");
+    assert!(shiplog.stop().success());
     let received = consume(&brokers, &["shop", "unknown"], 200);
     assert_eq!(received["shop"].len(), 100);
     let rerouted = &received["unknown"];
     assert_eq!(rerouted.len(), 100, "ghost's records, in the default topic");
     assert!(rerouted.iter().all(|m| m.record["topic"] == "ghost"));
-    let log = util::stderr(&output);
+    let log = std::fs::read_to_string(&log).expect("shiplog's log");
     assert!(log.contains("topic does not exist"), "{log}");
 
     // Allowed to create topics, the brokers make "ghost" for the next records.
