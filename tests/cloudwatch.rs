@@ -168,6 +168,13 @@ impl Reader {
     }
 
     /// The records of one stream, each message parsed as JSON.
+    /// Creates a log group, as an administrator would.
+    fn create_group(&self, group: &str) {
+        self.runtime
+            .block_on(self.client.create_log_group().log_group_name(group).send())
+            .expect("CreateLogGroup");
+    }
+
     fn records(&self, group: &str, stream: &str) -> Vec<Value> {
         self.messages(group, stream)
             .iter()
@@ -352,4 +359,45 @@ fn events_cloudwatch_refuses_as_too_old_are_counted_failed_and_not_retried() {
     let output = run_once_with_env(&config, &env);
     assert!(util::stderr(&output).contains("0 to cw"));
     assert_eq!(reader.records("/k8s/shop", "web-1.app").len(), 5);
+}
+
+#[test]
+fn without_auto_create_a_missing_group_holds_the_records_back_until_someone_creates_it() {
+    let moto = Moto::start();
+    let node = Node::new();
+    let path = node.container_log("shop", "web-1", "app", lines(0, 0..100).as_bytes());
+    let config = node.config(&[
+        (
+            "sinks.cw",
+            &cloudwatch_sink(&moto.endpoint(), "auto_create_group = false"),
+        ),
+        ("state", "commit_interval = \"100ms\""),
+        ("pipeline", "batch_timeout = \"50ms\""),
+    ]);
+    let log = node.path("shiplog.log");
+    let shiplog = Running::start_with_env(&config, &log, &AWS_ENV);
+    let said = || std::fs::read_to_string(&log).unwrap_or_default();
+    wait_until(Duration::from_secs(20), "the missing group logged", || {
+        said().contains("log group /k8s/shop does not exist (auto_create_group = false)")
+    });
+    let state = node.path("state.db");
+    util::assert_offsets_held_back(&state, 0, Duration::from_secs(2));
+    let reader = Reader::new(&moto.endpoint());
+    assert_eq!(reader.streams(), BTreeMap::new(), "shiplog made no group");
+    assert_eq!(
+        node.records().len(),
+        100,
+        "the file sink beside it is not held up"
+    );
+
+    reader.create_group("/k8s/shop");
+    let size = std::fs::metadata(&path).expect("log file").len();
+    util::wait_for_commit(&state, size, "the lines delivered once the group exists");
+    assert!(shiplog.stop().success());
+    assert_eq!(
+        seqs(&reader.records("/k8s/shop", "web-1.app"), 0),
+        (0..100).collect::<Vec<_>>(),
+        "every line once, in order, in a stream shiplog made in the new group"
+    );
+    assert!(!said().contains("log group created"), "{}", said());
 }
