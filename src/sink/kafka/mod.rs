@@ -84,6 +84,16 @@ struct Progress {
     rejected: usize,
 }
 
+/// One attempt at sending a batch.
+struct Attempt {
+    progress: Progress,
+    /// Why the attempt must be retried, once a record's report says so (the first reason).
+    failure: Option<String>,
+    /// Each record's index in the batch, its chunk's index (for its topic) and its report
+    /// to come.
+    pending: VecDeque<(usize, usize, DeliveryFuture)>,
+}
+
 /// How one record's attempt ended.
 enum Outcome {
     Delivered,
@@ -167,77 +177,93 @@ impl KafkaSink {
     /// Sends every record of `batch` not yet delivered and waits for their reports.
     pub async fn send(&mut self, batch: &Batch) -> Result<Sent, SendError> {
         self.renew_if_tls_changed();
+        let mut attempt = Attempt {
+            progress: self.progress_of(batch),
+            failure: None,
+            pending: VecDeque::new(),
+        };
+        // A topic is one allocation per chunk, not per record; each chunk's is worked out
+        // when its turn comes, so a topic found missing reroutes the chunks after it.
+        let mut topics: Vec<String> = Vec::with_capacity(batch.chunks().len());
+        let mut index = 0;
+        for (chunk_index, chunk) in batch.chunks().iter().enumerate() {
+            // Records delivered by an earlier attempt are neither sent nor counted again.
+            let delivered = &attempt.progress.delivered[index..index + chunk.ends.len()];
+            let undelivered = delivered.iter().filter(|done| !**done).count();
+            topics.push(self.topic_of(&chunk.route, undelivered));
+            let key = self.key.as_ref().and_then(|key| key.render(&chunk.route));
+            for record in chunk.records() {
+                if !attempt.progress.delivered[index] {
+                    let at = (index, chunk_index);
+                    self.produce(record, key.as_deref(), at, &topics, &mut attempt)
+                        .await;
+                }
+                index += 1;
+            }
+        }
+        while let Some((i, c, future)) = attempt.pending.pop_front() {
+            let outcome = settle(future.await);
+            self.note(outcome, i, &topics[c], &mut attempt);
+        }
+        match attempt.failure {
+            None => Ok(Sent {
+                rejected: attempt.progress.rejected,
+            }),
+            Some(reason) => {
+                self.progress = Some(attempt.progress);
+                Err(SendError::Retry(reason))
+            }
+        }
+    }
+
+    /// What an earlier attempt at `batch` delivered, or a fresh start for a new batch.
+    fn progress_of(&mut self, batch: &Batch) -> Progress {
         let identity = (batch.chunks()[0].ack, batch.events());
-        let mut progress = match self.progress.take() {
+        match self.progress.take() {
             Some(progress) if progress.batch == identity => progress,
             _ => Progress {
                 batch: identity,
                 delivered: vec![false; batch.events()],
                 rejected: 0,
             },
-        };
-        let mut failure = None;
-        // Each record's index in the batch, its chunk's index (for its topic) and its
-        // report to come; a topic is one allocation per chunk, not per record.
-        let mut pending: VecDeque<(usize, usize, DeliveryFuture)> = VecDeque::new();
-        let mut topics: Vec<String> = Vec::with_capacity(batch.chunks().len());
-        let mut index = 0;
-        for (chunk_index, chunk) in batch.chunks().iter().enumerate() {
-            // Records delivered by an earlier attempt are neither sent nor counted again.
-            let undelivered = progress.delivered[index..index + chunk.ends.len()]
-                .iter()
-                .filter(|delivered| !**delivered)
-                .count();
-            topics.push(self.topic_of(&chunk.route, undelivered));
-            let topic = &topics[chunk_index];
-            let key = self.key.as_ref().and_then(|key| key.render(&chunk.route));
-            for record in chunk.records() {
-                if progress.delivered[index] {
-                    index += 1;
-                    continue;
+        }
+    }
+
+    /// Hands one record, the batch's record `index` of chunk `chunk_index`, to the producer.
+    /// While the producer's local queue is full, the oldest report is waited for first.
+    async fn produce(
+        &mut self,
+        record: &[u8],
+        key: Option<&str>,
+        (index, chunk_index): (usize, usize),
+        topics: &[String],
+        attempt: &mut Attempt,
+    ) {
+        let topic = &topics[chunk_index];
+        let mut message = FutureRecord::to(topic).payload(record);
+        if let Some(key) = key {
+            message = message.key(key);
+        }
+        loop {
+            match self.producer.send_result(message) {
+                Ok(future) => {
+                    attempt.pending.push_back((index, chunk_index, future));
+                    return;
                 }
-                let mut message = FutureRecord::to(topic).payload(record);
-                if let Some(key) = &key {
-                    message = message.key(key.as_str());
-                }
-                loop {
-                    match self.producer.send_result(message) {
-                        Ok(future) => {
-                            pending.push_back((index, chunk_index, future));
-                            break;
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), m)) => {
+                    message = m;
+                    match attempt.pending.pop_front() {
+                        Some((i, c, future)) => {
+                            let outcome = settle(future.await);
+                            self.note(outcome, i, &topics[c], attempt);
                         }
-                        // A full local queue: wait for the oldest report, then try again.
-                        Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), m)) => {
-                            message = m;
-                            match pending.pop_front() {
-                                Some((i, c, future)) => {
-                                    let outcome = settle(future.await);
-                                    self.note(outcome, i, &topics[c], &mut progress, &mut failure);
-                                }
-                                None => tokio::time::sleep(Duration::from_millis(10)).await,
-                            }
-                        }
-                        Err((error, _)) => {
-                            let outcome = classify(&error);
-                            self.note(outcome, index, topic, &mut progress, &mut failure);
-                            break;
-                        }
+                        None => tokio::time::sleep(Duration::from_millis(10)).await,
                     }
                 }
-                index += 1;
-            }
-        }
-        while let Some((i, c, future)) = pending.pop_front() {
-            let outcome = settle(future.await);
-            self.note(outcome, i, &topics[c], &mut progress, &mut failure);
-        }
-        match failure {
-            None => Ok(Sent {
-                rejected: progress.rejected,
-            }),
-            Some(reason) => {
-                self.progress = Some(progress);
-                Err(SendError::Retry(reason))
+                Err((error, _)) => {
+                    self.note(classify(&error), index, topic, attempt);
+                    return;
+                }
             }
         }
     }
@@ -266,14 +292,10 @@ impl KafkaSink {
     }
 
     /// Records how one record's attempt ended.
-    fn note(
-        &mut self,
-        outcome: Outcome,
-        index: usize,
-        topic: &str,
-        progress: &mut Progress,
-        failure: &mut Option<String>,
-    ) {
+    fn note(&mut self, outcome: Outcome, index: usize, topic: &str, attempt: &mut Attempt) {
+        let Attempt {
+            progress, failure, ..
+        } = attempt;
         match outcome {
             Outcome::Delivered => progress.delivered[index] = true,
             Outcome::Rejected(reason) => {
