@@ -248,6 +248,53 @@ fn lines_of_a_file_copytruncated_while_shiplog_was_down_are_read_from_the_copy()
 }
 
 #[test]
+fn a_file_copytruncated_twice_while_shiplog_was_down_is_read_from_both_copies() {
+    let node = Node::new();
+    let path = node.container_log("shop", "web-1", "app", lines(0, 0..10).as_bytes());
+    let config = node.config(&[]);
+    run_once(&config);
+    append(&path, &lines(0, 10..25));
+    copy_then_truncate(&path, &path.with_extension("log.1"));
+    append(&path, &lines(0, 25..40));
+    copy_then_truncate(&path, &path.with_extension("log.2"));
+    append(&path, &lines(0, 40..55));
+    run_once(&config);
+    assert_eq!(
+        by_file(&node.records())[&0],
+        (0..55).collect::<Vec<_>>(),
+        "each line once, in order: the first copy from the checkpoint, the second whole, \
+         then the new lines"
+    );
+    run_once(&config);
+    assert_eq!(node.records().len(), 55, "a third run repeats nothing");
+}
+
+#[test]
+fn a_file_copytruncated_twice_between_two_looks_loses_nothing() {
+    let node = Node::new();
+    let path = node.container_log("shop", "web-1", "app", lines(0, 0..100).as_bytes());
+    let config = node.config(&[FOLLOW, FAST_COMMITS, FAST_BATCHES]);
+    let shiplog = Running::start(&config, &node.path("shiplog.log"));
+    wait_until(Duration::from_secs(20), "the first lines", || {
+        node.records().len() >= 100
+    });
+    // Frozen, shiplog cannot look while the file is cut twice (as under backpressure):
+    // the middle content exists only in the second copy.
+    util::signal(shiplog.pid(), "STOP");
+    append(&path, &lines(0, 100..200));
+    copy_then_truncate(&path, &path.with_extension("log.1"));
+    append(&path, &lines(0, 200..300));
+    copy_then_truncate(&path, &path.with_extension("log.2"));
+    append(&path, &lines(0, 300..400));
+    util::signal(shiplog.pid(), "CONT");
+    wait_until(Duration::from_secs(20), "every line", || {
+        node.records().len() >= 400
+    });
+    assert!(shiplog.stop().success());
+    assert_eq!(by_file(&node.records())[&0], (0..400).collect::<Vec<_>>());
+}
+
+#[test]
 fn lines_read_but_undelivered_when_their_file_is_cut_survive_a_kill_9() {
     let node = Node::new();
     let path = node.container_log("shop", "web-1", "app", lines(0, 0..100).as_bytes());

@@ -396,14 +396,37 @@ impl Tailer {
         }
         // Copies first: a copy's own checkpoint may be behind what the cut file's says.
         for resume in cut {
-            let Some((path, file, copy_id)) =
+            let Some((path, file, copy_id, modified)) =
                 self.find_copy(&resume.path, resume.id, resume.fingerprint, resume.offset)
             else {
                 continue;
             };
             tracing::info!(cut = %resume.path.display(), copy = %path.display(), from = resume.offset, "reading the copy of a file cut while its lines were not yet delivered");
             self.resume.remove(&copy_id);
-            self.resume_before_successor(resume, path, file, Some(copy_id))?;
+            let cut_path = resume.path.clone();
+            let cut_id = resume.id;
+            let mut predecessor =
+                self.resume_before_successor(resume, path, file, Some(copy_id))?;
+            // Cut again while down: what came between is only in later copies, read in
+            // order after the first and before the file at the path.
+            for (path, handle, later_id) in
+                self.siblings_since(&cut_path, [cut_id, copy_id], modified)
+            {
+                let from = self.resume.remove(&later_id).map_or(0, |r| r.offset);
+                tracing::info!(copy = %path.display(), from, "reading a later copy of a file cut more than once while shiplog was down");
+                let later = FoundFile {
+                    path: cut_path.clone(),
+                    target: path,
+                };
+                if let Some(key) = self.start(later, handle, later_id, from)? {
+                    self.mark_rotated(key);
+                    self.wait_for(Some(key), predecessor);
+                    predecessor = Some(key);
+                }
+            }
+            if let Some(last) = predecessor {
+                self.predecessors.insert(cut_path, last);
+            }
         }
         let (matched, _) = self.files.scan();
         let folders: HashSet<&Path> = matched.iter().filter_map(|f| f.target.parent()).collect();
@@ -440,7 +463,7 @@ impl Tailer {
         path: PathBuf,
         file: File,
         copy_id: Option<FileId>,
-    ) -> Result<(), Disconnected> {
+    ) -> Result<Option<u64>, Disconnected> {
         if copy_id.is_none() {
             self.resume.remove(&resume.id);
         }
@@ -449,11 +472,12 @@ impl Tailer {
             target: path,
         };
         let id = copy_id.unwrap_or(resume.id);
-        if let Some(key) = self.start(found, file, id, resume.offset)? {
+        let key = self.start(found, file, id, resume.offset)?;
+        if let Some(key) = key {
             self.mark_rotated(key);
             self.predecessors.insert(resume.path, key);
         }
-        Ok(())
+        Ok(key)
     }
 
     /// Starts following `file` from `offset` under a new number, which it returns; `None`
@@ -562,11 +586,23 @@ impl Tailer {
         departed: &Departed,
         newest: FileId,
     ) -> Vec<(PathBuf, File, FileId)> {
-        let (Some(dir), Some(name)) = (departed.target.parent(), departed.target.file_name())
-        else {
+        self.siblings_since(&departed.target, [newest, departed.id], departed.started)
+    }
+
+    /// Rotated siblings of `target` (`<name>.<suffix>` or `<name>-<suffix>`, not
+    /// compressed) modified at or after `since`, neither followed nor closed nor one of
+    /// `exclude`, oldest first.
+    fn siblings_since(
+        &self,
+        target: &Path,
+        exclude: [FileId; 2],
+        since: SystemTime,
+    ) -> Vec<(PathBuf, File, FileId)> {
+        let (Some(dir), Some(name)) = (target.parent(), target.file_name()) else {
             return Vec::new();
         };
-        let prefix = format!("{}.", name.to_string_lossy());
+        let name = name.to_string_lossy();
+        let prefixes = [format!("{name}."), format!("{name}-")];
         let Ok(entries) = std::fs::read_dir(dir) else {
             return Vec::new();
         };
@@ -578,17 +614,16 @@ impl Tailer {
                 let compressed = [".gz", ".zst", ".xz", ".bz2"]
                     .iter()
                     .any(|s| name.ends_with(s));
-                if !name.starts_with(&prefix) || compressed {
+                if !prefixes.iter().any(|p| name.starts_with(p)) || compressed {
                     return None;
                 }
                 let (handle, metadata) = open(&path)?;
                 let id = FileId::of(&metadata);
-                let known = id == newest
-                    || id == departed.id
+                let known = exclude.contains(&id)
                     || self.closed.contains(id, &handle)
                     || self.followed.values().any(|f| f.id == id);
                 let modified = metadata.modified().ok()?;
-                (!known && modified >= departed.started).then_some((modified, path, handle, id))
+                (!known && modified >= since).then_some((modified, path, handle, id))
             })
             .collect();
         missed.sort_by_key(|(modified, ..)| *modified);
@@ -728,16 +763,15 @@ impl Tailer {
         tracing::info!(path = %found.target.display(), "file truncated; reading it again from the start");
         let file = old.reader.file().try_clone();
         self.close(key, false)?;
-        if let Some((path, handle, copy_id)) = copy {
+        if let Some((path, handle, copy_id, modified)) = copy {
             tracing::info!(copy = %path.display(), from = read_up_to, "reading what the truncated file's copy holds beyond the last line read");
-            let aside = FoundFile {
-                path: path.clone(),
-                target: path,
-            };
-            if let Some(copy_key) = self.start(aside, handle, copy_id, read_up_to)? {
-                self.mark_rotated(copy_key);
-                while self.read_file(copy_key, usize::MAX)? {}
-                self.close(copy_key, true)?;
+            self.read_whole(path, handle, copy_id, read_up_to)?;
+            // Cut again before shiplog looked: what came between is only in later copies.
+            for (path, handle, later_id) in
+                self.siblings_since(&found.target, [id, copy_id], modified)
+            {
+                tracing::info!(copy = %path.display(), "reading a later copy: the file was cut again before shiplog looked");
+                self.read_whole(path, handle, later_id, 0)?;
             }
         }
         match file {
@@ -749,6 +783,26 @@ impl Tailer {
         }
     }
 
+    /// Reads the copy `file` at `path` from `offset` to its end, now, and closes it.
+    fn read_whole(
+        &mut self,
+        path: PathBuf,
+        file: File,
+        id: FileId,
+        offset: u64,
+    ) -> Result<(), Disconnected> {
+        let aside = FoundFile {
+            path: path.clone(),
+            target: path,
+        };
+        if let Some(key) = self.start(aside, file, id, offset)? {
+            self.mark_rotated(key);
+            while self.read_file(key, usize::MAX)? {}
+            self.close(key, true)?;
+        }
+        Ok(())
+    }
+
     /// The copy copytruncate made of the file `id` at `target`: another file in its folder
     /// that starts with the same bytes and holds more than `read_up_to` bytes, the most
     /// recently modified if several do. Files already followed or read are not copies.
@@ -758,7 +812,7 @@ impl Tailer {
         id: FileId,
         fingerprint: Fingerprint,
         read_up_to: u64,
-    ) -> Option<(PathBuf, File, FileId)> {
+    ) -> Option<(PathBuf, File, FileId, SystemTime)> {
         let entries = std::fs::read_dir(target.parent()?).ok()?;
         entries
             .flatten()
@@ -776,7 +830,7 @@ impl Tailer {
                 copy.then_some((modified, path, handle, copy_id))
             })
             .max_by_key(|(modified, ..)| *modified)
-            .map(|(_, path, handle, copy_id)| (path, handle, copy_id))
+            .map(|(modified, path, handle, copy_id)| (path, handle, copy_id, modified))
     }
 
     /// Closes rotated files that have been drained and quiet for `rotate_wait`.
