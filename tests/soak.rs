@@ -9,7 +9,7 @@
 mod kube_server;
 mod util;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fs::{self, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
@@ -67,16 +67,27 @@ impl Rotation {
 /// copy and the cut.
 type MayBeLost = Arc<Mutex<BTreeSet<(usize, usize)>>>;
 
-/// Held for reading by a writer around a delete and the second after it; for writing by
-/// the test while shiplog is dead (and a second after its restart) and while Kafka is down
-/// (and five seconds after it is back). A deleted file's lines exist only in shiplog's
-/// memory until delivered: when a crash comes before delivery, they are gone for any
-/// collector (RELIABILITY.md). Renames and copytruncates are not held back: after a crash
-/// shiplog finds a renamed file by identity, and a cut file's copy by its first bytes.
+/// Held for reading by a writer around a delete and until the deleted file's last line has
+/// arrived in Kafka; for writing by the test while shiplog is dead (and a second after its
+/// restart) and while Kafka is down (and five seconds after it is back). A deleted file's
+/// lines exist only in shiplog's memory until delivered: when a crash comes before
+/// delivery, they are gone for any collector (RELIABILITY.md). Waiting for the arrival, not
+/// a fixed time, keeps that true when shiplog is far behind (the long form's 300 files).
+/// Renames and copytruncates are not held back: after a crash shiplog finds a renamed file
+/// by identity, and a cut file's copies by their first bytes and names.
 type Alive = Arc<RwLock<()>>;
 
+/// Every `(file, seq)` that has arrived in Kafka so far (checked about once a second).
+type Arrived = Arc<Mutex<HashSet<(usize, usize)>>>;
+
 /// Appends `lines` numbered lines to `path` at about 100 a second, rotating every 500.
-fn write(file: usize, path: &Path, lines: usize, may_be_lost: &MayBeLost, alive: &Alive) {
+fn write(
+    file: usize,
+    path: &Path,
+    lines: usize,
+    may_be_lost: &MayBeLost,
+    (alive, arrived): (&Alive, &Arrived),
+) {
     let rotation = Rotation::of(file);
     for seq in 0..lines {
         if seq > 0 && seq % 500 == 0 {
@@ -104,6 +115,13 @@ fn write(file: usize, path: &Path, lines: usize, may_be_lost: &MayBeLost, alive:
                     let _alive = alive.read().expect("lock");
                     fs::remove_file(path).expect("delete");
                     append(path, &numbered_line(file, seq));
+                    let last = (file, seq - 1);
+                    let deadline = Instant::now() + Duration::from_secs(120);
+                    while !arrived.lock().expect("lock").contains(&last)
+                        && Instant::now() < deadline
+                    {
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
                     std::thread::sleep(Duration::from_secs(1));
                     continue;
                 }
@@ -186,20 +204,22 @@ fn every_line_survives_kills_rotations_and_peer_outages() {
     // per partition, dropping the oldest. Lines count as arrived once `missing` is set,
     // after the writers finish.
     let missing: Missing = Arc::default();
+    let arrived: Arrived = Arc::default();
     let consumer = {
         let (brokers, missing) = (brokers.clone(), Arc::clone(&missing));
+        let arrived = Arc::clone(&arrived);
         let wait = Duration::from_secs(if files > 100 { 1_800 } else { 240 });
         std::thread::spawn(move || {
             let mut counted = 0;
             consume_until(&brokers, "soak", wait, |received| {
+                let mut arrived = arrived.lock().expect("lock");
+                arrived.extend(received[counted..].iter().map(|m| m.numbered()));
+                counted = received.len();
                 let mut missing = missing.lock().expect("lock");
                 let Some(missing) = missing.as_mut() else {
                     return false;
                 };
-                for message in &received[counted..] {
-                    missing.remove(&message.numbered());
-                }
-                counted = received.len();
+                missing.retain(|key| !arrived.contains(key));
                 missing.is_empty()
             })
         })
@@ -212,8 +232,8 @@ fn every_line_survives_kills_rotations_and_peer_outages() {
         .enumerate()
         .map(|(file, path)| {
             let may_be_lost = Arc::clone(&may_be_lost);
-            let alive = Arc::clone(&alive);
-            std::thread::spawn(move || write(file, &path, lines, &may_be_lost, &alive))
+            let (alive, arrived) = (Arc::clone(&alive), Arc::clone(&arrived));
+            std::thread::spawn(move || write(file, &path, lines, &may_be_lost, (&alive, &arrived)))
         })
         .collect();
 
