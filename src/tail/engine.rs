@@ -409,20 +409,10 @@ impl Tailer {
                 self.resume_before_successor(resume, path, file, Some(copy_id))?;
             // Cut again while down: what came between is only in later copies, read in
             // order after the first and before the file at the path.
-            for (path, handle, later_id) in
-                self.siblings_since(&cut_path, [cut_id, copy_id], modified)
-            {
-                let from = self.resume.remove(&later_id).map_or(0, |r| r.offset);
-                tracing::info!(copy = %path.display(), from, "reading a later copy of a file cut more than once while shiplog was down");
-                let later = FoundFile {
-                    path: cut_path.clone(),
-                    target: path,
-                };
-                if let Some(key) = self.start(later, handle, later_id, from)? {
-                    self.mark_rotated(key);
-                    self.wait_for(Some(key), predecessor);
-                    predecessor = Some(key);
-                }
+            for later in self.siblings_since(&cut_path, [cut_id, copy_id], modified) {
+                let from = self.resume.remove(&later.2).map_or(0, |r| r.offset);
+                tracing::info!(copy = %later.0.display(), from, "reading a later copy of a file cut more than once while shiplog was down");
+                predecessor = self.start_after(&cut_path, later, from, predecessor)?;
             }
             if let Some(last) = predecessor {
                 self.predecessors.insert(cut_path, last);
@@ -563,30 +553,35 @@ impl Tailer {
         newest: FileId,
     ) -> Result<Option<u64>, Disconnected> {
         let mut predecessor = Some(departed.key);
-        for (path, handle, id) in self.missed_rotations(departed, newest) {
-            tracing::info!(path = %path.display(), "reading a file rotated away before it was seen");
-            let missed = FoundFile {
-                path: found.path.clone(),
-                target: path,
-            };
-            let key = self.start(missed, handle, id, 0)?;
-            if let Some(key) = key {
-                self.mark_rotated(key);
-                self.wait_for(Some(key), predecessor);
-                predecessor = Some(key);
-            }
+        // Rotated since `departed` was first followed, and neither it nor the newest file.
+        let missed = self.siblings_since(&departed.target, [newest, departed.id], departed.started);
+        for sibling in missed {
+            tracing::info!(path = %sibling.0.display(), "reading a file rotated away before it was seen");
+            predecessor = self.start_after(&found.path, sibling, 0, predecessor)?;
         }
         Ok(predecessor)
     }
 
-    /// Rotated siblings of `departed` (`<name>.<suffix>`, not compressed) that changed since
-    /// it was first followed and were neither followed nor closed, oldest first.
-    fn missed_rotations(
-        &self,
-        departed: &Departed,
-        newest: FileId,
-    ) -> Vec<(PathBuf, File, FileId)> {
-        self.siblings_since(&departed.target, [newest, departed.id], departed.started)
+    /// Starts `file`, at `target`, rotated or copied away from `path`, reading from `offset`
+    /// once `predecessor` is done. Returns what the next file of the chain waits for: this
+    /// one, or `predecessor` still when this one cannot be read.
+    fn start_after(
+        &mut self,
+        path: &Path,
+        (target, file, id): (PathBuf, File, FileId),
+        offset: u64,
+        predecessor: Option<u64>,
+    ) -> Result<Option<u64>, Disconnected> {
+        let found = FoundFile {
+            path: path.to_path_buf(),
+            target,
+        };
+        let Some(key) = self.start(found, file, id, offset)? else {
+            return Ok(predecessor);
+        };
+        self.mark_rotated(key);
+        self.wait_for(Some(key), predecessor);
+        Ok(Some(key))
     }
 
     /// Rotated siblings of `target` (`<name>.<suffix>` or `<name>-<suffix>`, not
