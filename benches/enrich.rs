@@ -12,6 +12,7 @@ use shiplog::kube::{ContainerMeta, FragmentOptions, LogFileInfo, PodMeta, render
 use shiplog::parse::ParserSet;
 use shiplog::record::{Flags, Record, Shape};
 use shiplog::route::Template;
+use shiplog::route::allow::TopicOverrides;
 
 const JSON_LINE: &str = r#"{"level":"info","msg":"order placed","order_id":"A-102934","amount_cents":4599,"currency":"EUR","user":{"id":42}}"#;
 const NGINX_LINE: &str = r#"10.244.1.7 - - [25/Nov/2026:09:00:01 +0000] "GET /api/v1/products?page=2 HTTP/1.1" 200 5316 "-" "Mozilla/5.0 (X11; Linux x86_64)""#;
@@ -29,6 +30,7 @@ fn enricher() -> Enricher {
         },
         topic: Template::compile("{namespace}").expect("valid template"),
         default_topic: "unknown".into(),
+        topic_overrides: TopicOverrides::default(),
         parsers: ParserSet::builtin(),
         annotation_prefixes: vec!["shiplog.io".into(), "fluentbit.io".into()],
         own_pod: None,

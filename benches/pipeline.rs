@@ -10,7 +10,11 @@
 //! `--sink null|file|kafka`, `--memory-limit SIZE`, `--keep DIR` (write the workload and
 //! configs under DIR/<format> and leave them there, for profiling one `shiplog --once` by
 //! hand). `--sink kafka` ships into librdkafka's mock cluster, started in this harness for
-//! each run (so its CPU is not shiplog's). Under `cargo test` (no `--bench` argument) it
+//! each run (so its CPU is not shiplog's), and checks that every line arrived once;
+//! `--kafka-rtt MS` makes its brokers answer that much later, `--kafka-partitions N` sets
+//! the topic's partitions (default 3) and `--kafka-key TEMPLATE` the key (default `{pod}`,
+//! `""` for none). `SHIPLOG_BIN` runs another build of shiplog (for before/after
+//! comparisons; the default is this build's). Under `cargo test` (no `--bench` argument) it
 //! runs a small smoke workload once, so the harness itself stays working.
 
 use std::fmt::Write as _;
@@ -20,6 +24,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use nix::sys::resource::{UsageWho, getrusage};
+use rdkafka::consumer::Consumer as _;
 
 struct Options {
     pods: usize,
@@ -31,6 +36,12 @@ struct Options {
     memory_limit: Option<String>,
     /// Where to write the workloads and leave them, instead of a temporary folder.
     keep: Option<PathBuf>,
+    /// The mock brokers' added round-trip time, in milliseconds.
+    kafka_rtt: u64,
+    /// The Kafka topic's partitions.
+    kafka_partitions: i32,
+    /// The Kafka sink's `key` template.
+    kafka_key: String,
 }
 
 fn options() -> Options {
@@ -55,6 +66,11 @@ fn options() -> Options {
         sinks: pick("--sink", &["null", "file", "kafka"], &["null", "file"]),
         memory_limit: value("--memory-limit").cloned(),
         keep: value("--keep").map(PathBuf::from),
+        kafka_rtt: number("--kafka-rtt", 0) as u64,
+        kafka_partitions: number("--kafka-partitions", 3) as i32,
+        kafka_key: value("--kafka-key")
+            .cloned()
+            .unwrap_or_else(|| "{pod}".to_owned()),
     }
 }
 
@@ -173,15 +189,45 @@ fn write_config(root: &Path, options: &Options, sink: &str, sink_table: &str) {
     fs::write(root.join(format!("{sink}.toml")), config).expect("write config");
 }
 
-/// One run into a fresh mock Kafka cluster (three brokers, the workload's one topic with
-/// three partitions), dropped after the run so its messages do not pile up in memory.
+/// One run into a fresh mock Kafka cluster (three brokers, the workload's one topic),
+/// dropped after the run so its messages do not pile up in memory. The topic's high
+/// watermarks must add up to the workload's lines: every line arrived, once.
 fn run_kafka(root: &Path, options: &Options) -> Run {
     let cluster = rdkafka::mocking::MockCluster::new(3).expect("mock cluster");
-    cluster.create_topic("bench", 3, 1).expect("topic");
+    cluster
+        .create_topic("bench", options.kafka_partitions, 1)
+        .expect("topic");
+    if options.kafka_rtt > 0 {
+        let rtt = Duration::from_millis(options.kafka_rtt);
+        cluster.broker_round_trip_time(-1, rtt).expect("rtt");
+    }
     let brokers = cluster.bootstrap_servers();
-    let sink_table = format!("type = \"kafka\"\nbrokers = \"{brokers}\"\nkey = \"{{pod}}\"");
+    let sink_table = format!(
+        "type = \"kafka\"\nbrokers = \"{brokers}\"\nkey = \"{}\"",
+        options.kafka_key
+    );
     write_config(root, options, "kafka", &sink_table);
-    run(root, "kafka")
+    let run = run(root, "kafka");
+    let consumer: rdkafka::consumer::BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .expect("consumer");
+    let messages: i64 = (0..options.kafka_partitions)
+        .map(|partition| {
+            // The high watermark: the mock brokers drop old messages beyond 100,000 per
+            // partition, but offsets count every message appended since the start.
+            let (_, high) = consumer
+                .fetch_watermarks("bench", partition, Duration::from_secs(10))
+                .expect("watermarks");
+            high
+        })
+        .sum();
+    assert_eq!(
+        messages,
+        (options.pods * options.lines) as i64,
+        "every line arrived in Kafka once"
+    );
+    run
 }
 
 struct Run {
@@ -226,7 +272,11 @@ fn run(root: &Path, sink: &str) -> Run {
 /// `--run-one CONFIG`: runs `shiplog --config CONFIG --once` and prints its CPU time in
 /// microseconds and its peak RSS in KiB.
 fn run_one(config: &str) {
-    let status = Command::new(env!("CARGO_BIN_EXE_shiplog"))
+    let shiplog = std::env::var_os("SHIPLOG_BIN").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_shiplog")),
+        PathBuf::from,
+    );
+    let status = Command::new(shiplog)
         .args(["--config", config, "--once"])
         .env("RUST_LOG", "warn")
         .status()
@@ -286,6 +336,15 @@ fn main() {
                     whole,
                     options.pods * options.lines,
                     "one whole record per line"
+                );
+            }
+            for (i, r) in runs.iter().enumerate() {
+                eprintln!(
+                    "{format} {sink} run {}: {:.1} s, {:.1} CPU-s, peak RSS {:.1} MiB",
+                    i + 1,
+                    r.wall.as_secs_f64(),
+                    r.cpu.as_secs_f64(),
+                    r.peak_rss_kib as f64 / 1024.0
                 );
             }
             runs.sort_by_key(|r| r.cpu);

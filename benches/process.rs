@@ -12,6 +12,7 @@ use shiplog::kube::{FragmentOptions, Metadata, PodIndex};
 use shiplog::parse::ParserSet;
 use shiplog::pipeline::Processor;
 use shiplog::route::Template;
+use shiplog::route::allow::TopicOverrides;
 use shiplog::tail::{FileId, Fingerprint, FoundFile, LineEnd, Lines, TailEvent};
 
 const CHUNK: usize = 256 * 1024;
@@ -38,6 +39,7 @@ fn processor(metadata: Metadata) -> Processor {
         },
         topic: Template::compile("{namespace}").expect("template"),
         default_topic: "unknown".into(),
+        topic_overrides: TopicOverrides::default(),
         parsers: ParserSet::builtin(),
         annotation_prefixes: vec!["shiplog.io".into(), "fluentbit.io".into()],
         own_pod: None,

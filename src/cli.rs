@@ -4,12 +4,39 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+/// What every command's help ends with: how a run ends, what it listens to, what it reads
+/// from the environment.
+const RUN_NOTES: &str = "\
+Exit codes:
+  0  ok (a --once run delivered everything; a followed run stopped by SIGTERM/SIGINT)
+  1  bad config or input: the message names the file, the key and the reason
+  2  runtime failure
+
+Signals:
+  SIGTERM, SIGINT  stop reading, drain in-flight records (pipeline.shutdown_timeout),
+                   commit offsets, exit 0
+  SIGHUP           reload the config file (also on an edit of it); a config that fails
+                   `shiplog check` is refused and the running one stays
+
+Environment:
+  ${NAME}, ${NAME:-default}   any variable, in the config's string values
+  NODE_NAME                   kubernetes.node_name when the config leaves it empty
+  KUBECONFIG                  the API client's config outside a cluster
+  POD_NAMESPACE, POD_NAME     shiplog's own pod: never ship its own log; events' Lease
+  HOSTNAME                    events' holder identity when POD_NAME is unset
+  RUST_LOG                    shiplog's own log level (wins over [log] level)
+  SHIPLOG_LOG_FORMAT          json | text (wins over [log] format)
+  AWS_REGION, AWS_*           the CloudWatch sink's region and credentials chain
+
+Docs: docs/ in the repository (configuration.md, operations.md).";
+
 /// shiplog: a Kubernetes node log collector.
 #[derive(Debug, Parser)]
 #[command(
     name = "shiplog",
     version,
     about,
+    after_help = RUN_NOTES,
     args_conflicts_with_subcommands = true
 )]
 pub struct Cli {
@@ -25,10 +52,18 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the collector.
+    #[command(after_help = RUN_NOTES)]
     Run(RunArgs),
     /// Validate a config file and its parsers; exit 0 when usable, 1 with the reason when not.
+    ///
+    /// The same checks run at start-up and before a reload takes over.
+    #[command(after_help = RUN_NOTES)]
     Check(CheckArgs),
     /// Read raw lines on stdin and print what a parser makes of each, as JSON.
+    ///
+    /// Each line becomes one JSON object on stdout: `log`, and `data` (and `time` when the
+    /// parser reads one) when it matched, `"matched": false` when not.
+    #[command(after_help = RUN_NOTES)]
     Parse(ParseArgs),
 }
 

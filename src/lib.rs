@@ -27,7 +27,9 @@
 //! - [`server`]: `/healthz`, `/readyz`, `/metrics`.
 //! - [`events`]: Kubernetes events, shipped by the one shiplog holding a Lease.
 //! - [`pipeline`]: wires the above into the running collector.
+//! - [`allocator`]: glibc malloc's arenas bounded before anything starts.
 
+pub mod allocator;
 pub mod checkpoint;
 pub mod cli;
 pub mod config;

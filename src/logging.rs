@@ -21,10 +21,12 @@ pub struct Logging {
 impl Logging {
     /// Installs the process's logger.
     pub fn start(config: &LogConfig) -> Logging {
-        let from_env = EnvFilter::try_from_default_env().ok();
+        let from_env = std::env::var(EnvFilter::DEFAULT_ENV)
+            .ok()
+            .and_then(|directives| EnvFilter::try_new(quiet_kube_client(&directives)).ok());
         let ruled_by_env = from_env.is_some();
         // The config's level was checked when it was loaded.
-        let filter = from_env.unwrap_or_else(|| EnvFilter::new(&config.level));
+        let filter = from_env.unwrap_or_else(|| EnvFilter::new(quiet_kube_client(&config.level)));
         let (filter, handle) = reload::Layer::new(filter);
         let terminal = std::io::stderr().is_terminal();
         let json = match std::env::var("SHIPLOG_LOG_FORMAT").as_deref() {
@@ -60,10 +62,40 @@ impl Logging {
             return;
         };
         if new.level != old.level {
-            match filter.reload(EnvFilter::new(&new.level)) {
+            match filter.reload(EnvFilter::new(quiet_kube_client(&new.level))) {
                 Ok(()) => tracing::info!(level = %new.level, "log level changed"),
                 Err(error) => tracing::warn!(%error, "log level unchanged"),
             }
         }
+    }
+}
+
+/// `directives`, with the API client's own line per failed request left out unless they
+/// name `kube_client` themselves: kube logs an ERROR for every failed call, which during an
+/// API outage is one per retry, while the watches log the outage once (WARN) and its end
+/// (INFO), and lookups fall back quietly.
+fn quiet_kube_client(directives: &str) -> String {
+    if directives.contains("kube_client") {
+        directives.to_owned()
+    } else {
+        format!("{directives},kube_client::client::builder=off")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_api_clients_per_request_errors_are_off_unless_asked_for() {
+        assert_eq!(
+            quiet_kube_client("info"),
+            "info,kube_client::client::builder=off"
+        );
+        assert_eq!(
+            quiet_kube_client("warn,kube_client=debug"),
+            "warn,kube_client=debug"
+        );
+        assert!(EnvFilter::try_new(quiet_kube_client("warn,shiplog::tail=debug")).is_ok());
     }
 }

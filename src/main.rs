@@ -3,18 +3,15 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use std::io::{BufRead, Write};
 
 use shiplog::cli::{Cli, Command, ParseArgs, RunArgs};
-use shiplog::config::{Config, ConfigError, LogConfig, MetadataSource, SinkKind};
-use shiplog::kube::PodIndex;
+use shiplog::config::{Config, ConfigError, LogConfig, SinkConfig, SinkKind};
 use shiplog::logging::Logging;
 use shiplog::parse::ParserSet;
-use shiplog::pipeline::{self, Mode, RunError};
+use shiplog::pipeline::{self, MetadataPlan, Mode, RunError};
 use shiplog::record::write_json_str;
-use shiplog::sink::Sink;
-use shiplog::tail::FileSet;
 
 /// A failure, sorted by the exit code it earns.
 enum Failure {
@@ -27,7 +24,8 @@ enum Failure {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    shiplog::allocator::bound_arenas();
+    let cli = parse_args();
     let outcome = match (cli.command, cli.run) {
         (Some(Command::Check(args)), _) => {
             Logging::start(&LogConfig::default());
@@ -59,86 +57,60 @@ fn main() -> ExitCode {
     }
 }
 
-/// `shiplog check`: validates the config and its parsers, then says in one screen what
-/// a run would do with them.
+/// The command line, with `parse --help` listing the built-in parsers.
+fn parse_args() -> Cli {
+    let parsers = ParserSet::builtin();
+    let builtin: Vec<&str> = parsers.names().collect();
+    let command = Cli::command().mut_subcommand("parse", |parse| {
+        let notes = parse.get_after_help().map(ToString::to_string);
+        parse.after_help(format!(
+            "Built-in parsers: {}.\n\n{}",
+            builtin.join(", "),
+            notes.unwrap_or_default()
+        ))
+    });
+    Cli::from_arg_matches(&command.get_matches()).unwrap_or_else(|error| error.exit())
+}
+
+/// `shiplog check`: puts the config through the checks a start and a reload make, then
+/// says in one screen what a run would do with it.
 fn check(path: &std::path::Path) -> Result<(), Failure> {
     let config = Config::load(path).map_err(Failure::Config)?;
-    let parsers = pipeline::parsers(&config).map_err(|e| Failure::Input(e.to_string()))?;
-    let files = FileSet::new(&config.tail.include, &config.tail.exclude)
-        .map_err(|e| Failure::Config(ConfigError::new(&config.source, "tail", e.to_string())))?;
-    let (matched, skipped) = files.scan();
-    let metadata = match config.kubernetes.metadata {
-        MetadataSource::Api => format!(
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| Failure::Runtime(format!("cannot start the async runtime: {error}")))?;
+    let validated = runtime
+        .block_on(pipeline::validate(&config))
+        .map_err(failure)?;
+    let (readable, unreadable) = pipeline::survey(&validated.files);
+    let metadata = match &validated.metadata {
+        MetadataPlan::Api(_) => format!(
             "from the Kubernetes API, pods of node {:?}",
             config.kubernetes.node_name
         ),
-        MetadataSource::Off => "off: what file names carry".to_owned(),
-        MetadataSource::File => {
-            let pods = config.kubernetes.pods_file.as_deref().map(PodIndex::load);
-            match pods {
-                Some(Ok(index)) => format!("from a file: {} pods", index.len()),
-                Some(Err(error)) => {
-                    return Err(Failure::Config(ConfigError::new(
-                        &config.source,
-                        "kubernetes.pods_file",
-                        error.to_string(),
-                    )));
-                }
-                None => "from a file (none given)".to_owned(),
-            }
-        }
+        MetadataPlan::File(index) => format!("from a file: {} pods", index.len()),
+        MetadataPlan::Off => "off: what file names carry".to_owned(),
     };
-    for sink in &config.sinks {
-        Sink::check(sink).map_err(|e| {
-            Failure::Config(ConfigError::new(
-                &config.source,
-                format!("sinks.{}", e.name),
-                e.reason,
-            ))
-        })?;
-    }
-    let sinks: Vec<String> = config
-        .sinks
-        .iter()
-        .map(|sink| match &sink.kind {
-            SinkKind::Stdout => format!("{} (stdout)", sink.name),
-            SinkKind::File { path } => format!("{} (file {})", sink.name, path.display()),
-            SinkKind::Null => format!("{} (null)", sink.name),
-            SinkKind::Kafka(kafka) => {
-                format!(
-                    "{} (kafka {}, topic {})",
-                    sink.name, kafka.brokers, kafka.topic
-                )
-            }
-            SinkKind::Cloudwatch(cloudwatch) => {
-                let region = cloudwatch
-                    .region
-                    .as_deref()
-                    .unwrap_or("region from the environment");
-                let endpoint = cloudwatch
-                    .endpoint
-                    .as_ref()
-                    .map(|endpoint| format!(" at {endpoint}"))
-                    .unwrap_or_default();
-                format!(
-                    "{} (cloudwatch {region}{endpoint}, group {}, stream {})",
-                    sink.name, cloudwatch.log_group, cloudwatch.log_stream
-                )
-            }
-        })
-        .collect();
-    let names: Vec<&str> = parsers.names().collect();
+    let sinks: Vec<String> = config.sinks.iter().map(describe_sink).collect();
+    let names = &validated.parser_names;
     println!("{}: ok", config.source.display());
+    for warning in config.warnings() {
+        println!("  warning:  {warning}");
+    }
     println!(
         "  files:    {} matched now by {}",
-        matched.len(),
+        readable.len(),
         config.tail.include.join(", ")
     );
-    if !skipped.is_empty() {
+    if !unreadable.is_empty() {
         println!(
-            "            {} matched but unreadable (dangling links, folders)",
-            skipped.len()
+            "            {} matched but unreadable (not counted above):",
+            unreadable.len()
         );
+        for (path, reason) in &unreadable {
+            println!("              {}: {reason}", path.display());
+        }
     }
     println!("  state:    {}", config.state.path.display());
     println!("  metadata: {metadata}");
@@ -162,6 +134,34 @@ fn check(path: &std::path::Path) -> Result<(), Failure> {
         println!("  events:   off");
     }
     Ok(())
+}
+
+/// A sink in one phrase, for `check`.
+fn describe_sink(sink: &SinkConfig) -> String {
+    match &sink.kind {
+        SinkKind::Stdout => format!("{} (stdout)", sink.name),
+        SinkKind::File { path } => format!("{} (file {})", sink.name, path.display()),
+        SinkKind::Null => format!("{} (null)", sink.name),
+        SinkKind::Kafka(kafka) => format!(
+            "{} (kafka {}, topic {})",
+            sink.name, kafka.brokers, kafka.topic
+        ),
+        SinkKind::Cloudwatch(cloudwatch) => {
+            let region = cloudwatch
+                .region
+                .as_deref()
+                .unwrap_or("region from the environment");
+            let endpoint = cloudwatch
+                .endpoint
+                .as_ref()
+                .map(|endpoint| format!(" at {endpoint}"))
+                .unwrap_or_default();
+            format!(
+                "{} (cloudwatch {region}{endpoint}, group {}, stream {})",
+                sink.name, cloudwatch.log_group, cloudwatch.log_stream
+            )
+        }
+    }
 }
 
 /// `shiplog parse`: each stdin line, parsed, as one JSON object on stdout: `log`, and
@@ -213,53 +213,26 @@ fn this_year() -> i16 {
         .unwrap_or(1970)
 }
 
+/// `shiplog run`: the collector, until `--once` is done or a signal stops it. Errors before
+/// the first run starts are the config's; a reload never ends the process.
 fn run(args: &RunArgs) -> Result<(), Failure> {
-    let mut config = Config::load(&args.config).map_err(Failure::Config)?;
+    let config = Config::load(&args.config).map_err(Failure::Config)?;
     let logging = Logging::start(&config.log);
     let mode = if args.once { Mode::Once } else { Mode::Follow };
     let runtime = tokio::runtime::Runtime::new()
         .map_err(|error| Failure::Runtime(format!("cannot start the async runtime: {error}")))?;
-    loop {
-        let summary =
-            runtime
-                .block_on(pipeline::run(&config, mode))
-                .map_err(|error| match error {
-                    RunError::Config(error) => Failure::Config(error),
-                    RunError::Parsers(error) => Failure::Input(error.to_string()),
-                    other => Failure::Runtime(other.to_string()),
-                })?;
-        report(&summary);
-        match summary.reload {
-            // The run drained and committed; the next one resumes from those offsets.
-            Some(new) => {
-                logging.reload(&config.log, &new.log);
-                config = *new;
-            }
-            None => return Ok(()),
-        }
-    }
+    let on_reload = |old: &Config, new: &Config| logging.reload(&old.log, &new.log);
+    runtime
+        .block_on(pipeline::supervise(config, mode, on_reload))
+        .map(drop)
+        .map_err(failure)
 }
 
-/// One log line saying what a run did.
-fn report(summary: &pipeline::Summary) {
-    let p = summary.processed;
-    let delivered: Vec<String> = summary
-        .sinks
-        .iter()
-        .map(|s| format!("{} to {}", s.records, s.name))
-        .collect();
-    tracing::info!(
-        files = p.files,
-        lines = p.lines,
-        bytes = p.bytes,
-        decode_errors = p.decode_errors,
-        excluded = p.excluded,
-        parsed = p.parsed,
-        unmatched = p.unmatched,
-        illegal_topics = p.illegal_topics,
-        pods_unknown = p.pods_unknown,
-        pods_found_late = p.pods_found_late,
-        delivered = %delivered.join(", "),
-        "done"
-    );
+/// A pipeline error, sorted by its exit code.
+fn failure(error: RunError) -> Failure {
+    match error {
+        RunError::Config(error) => Failure::Config(error),
+        RunError::Parsers(error) => Failure::Input(error.to_string()),
+        other => Failure::Runtime(other.to_string()),
+    }
 }

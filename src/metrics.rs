@@ -20,6 +20,13 @@ pub struct SinkLabel {
     pub sink: String,
 }
 
+/// The `namespace` label.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NamespaceLabel {
+    /// A Kubernetes namespace.
+    pub namespace: String,
+}
+
 /// The `path` label.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PathLabel {
@@ -53,6 +60,16 @@ pub struct Metrics {
     pub excluded_records: Counter,
     /// `shiplog_decode_errors_total`: lines shipped raw because they could not be decoded.
     pub decode_errors: Counter,
+    /// `shiplog_records_without_metadata_total`: records shipped without their pod's
+    /// metadata (pod unknown, API down, file name off the kubelet's naming).
+    pub records_without_metadata: Counter,
+    /// `shiplog_topic_overrides_refused_total{namespace}`: records whose pod's topic choice
+    /// `route.topic_overrides` refused (they kept their default topic).
+    pub topic_overrides_refused: Family<NamespaceLabel, Counter>,
+    /// `shiplog_destinations_refused_total{sink}` (beyond CONTRACT): records whose
+    /// destination, filled from their pod's labels or annotations, the sink's
+    /// `allowed_destinations` refused (they went to its default).
+    pub destinations_refused: Family<SinkLabel, Counter>,
     /// `shiplog_parser_unmatched_total` (beyond CONTRACT): lines a selected parser did not
     /// match, shipped with `log` only.
     pub parser_unmatched: Counter,
@@ -66,7 +83,7 @@ pub struct Metrics {
     /// sink sent to its `default_topic` because their own topic does not exist.
     pub kafka_rerouted_records: Family<SinkLabel, Counter>,
     /// `shiplog_tls_cert_expiry_timestamp_seconds{path}` (beyond CONTRACT): the notAfter of
-    /// each client certificate a sink uses, in Unix seconds.
+    /// each client certificate and CA file a sink uses, in Unix seconds.
     pub tls_cert_expiry: Family<PathLabel, Gauge>,
     /// `shiplog_cloudwatch_requests_total{sink}` (beyond CONTRACT): PutLogEvents calls
     /// CloudWatch accepted.
@@ -79,11 +96,22 @@ pub struct Metrics {
     pub files_lag_bytes: Gauge,
     /// `shiplog_files_lag_max_bytes` (beyond CONTRACT): the largest lag of any one file.
     pub files_lag_max_bytes: Gauge,
+    /// `shiplog_pending_lines_cut_total` (beyond CONTRACT): lines still waiting for their
+    /// end shipped early, as pieces flagged `truncated`, to keep within `memory_limit`.
+    pub pending_lines_cut: Counter,
     /// `shiplog_events_leader` (beyond CONTRACT): 1 while this shiplog holds the events
     /// Lease and ships Kubernetes events.
     pub events_leader: Gauge,
     /// `shiplog_events_shipped_total` (beyond CONTRACT): Kubernetes events sent to the sinks.
     pub events_shipped: Counter,
+    /// `shiplog_sink_last_delivery_timestamp_seconds{sink}`: when the sink last delivered a
+    /// batch, in Unix seconds; until its first delivery, when it started.
+    pub sink_last_delivery: Family<SinkLabel, Gauge>,
+    /// `shiplog_config_reloads_total` (beyond CONTRACT): reloads whose new config runs.
+    pub config_reloads: Counter,
+    /// `shiplog_config_reload_failures_total` (beyond CONTRACT): reloads refused (the config
+    /// failed the checks) or whose config could not start (the previous one ran again).
+    pub config_reload_failures: Counter,
     /// `process_resident_memory_bytes`, `process_cpu_seconds_total`, `process_open_fds`
     /// (the usual process metrics), read from `/proc/self` at each scrape.
     process: ProcessGauges,
@@ -108,6 +136,9 @@ impl Metrics {
             kube_cache_misses: Counter::default(),
             excluded_records: Counter::default(),
             decode_errors: Counter::default(),
+            records_without_metadata: Counter::default(),
+            topic_overrides_refused: Family::default(),
+            destinations_refused: Family::default(),
             parser_unmatched: Counter::default(),
             illegal_topics: Counter::default(),
             checkpoint_commit_failures: Counter::default(),
@@ -117,8 +148,12 @@ impl Metrics {
             cloudwatch_split_records: Family::default(),
             files_lag_bytes: Gauge::default(),
             files_lag_max_bytes: Gauge::default(),
+            pending_lines_cut: Counter::default(),
             events_leader: Gauge::default(),
             events_shipped: Counter::default(),
+            sink_last_delivery: Family::default(),
+            config_reloads: Counter::default(),
+            config_reload_failures: Counter::default(),
             process: ProcessGauges::default(),
             ready: AtomicBool::new(false),
             liveness: Liveness::new(),
@@ -198,6 +233,21 @@ impl Metrics {
             metrics.decode_errors.clone(),
         );
         r.register(
+            "records_without_metadata",
+            "Records shipped without their pod's metadata",
+            metrics.records_without_metadata.clone(),
+        );
+        r.register(
+            "topic_overrides_refused",
+            "Records whose pod's topic choice route.topic_overrides refused",
+            metrics.topic_overrides_refused.clone(),
+        );
+        r.register(
+            "destinations_refused",
+            "Records whose pod-chosen destination a sink's allowed_destinations refused",
+            metrics.destinations_refused.clone(),
+        );
+        r.register(
             "parser_unmatched",
             "Lines a selected parser did not match",
             metrics.parser_unmatched.clone(),
@@ -219,7 +269,7 @@ impl Metrics {
         );
         r.register(
             "tls_cert_expiry_timestamp_seconds",
-            "notAfter of each client certificate a sink uses, in Unix seconds",
+            "notAfter of each client certificate and CA file a sink uses, in Unix seconds",
             metrics.tls_cert_expiry.clone(),
         );
         r.register(
@@ -243,6 +293,11 @@ impl Metrics {
             metrics.files_lag_max_bytes.clone(),
         );
         r.register(
+            "pending_lines_cut",
+            "Lines waiting for their end shipped early, flagged truncated, to keep within memory_limit",
+            metrics.pending_lines_cut.clone(),
+        );
+        r.register(
             "events_leader",
             "1 while this shiplog holds the events Lease",
             metrics.events_leader.clone(),
@@ -252,13 +307,52 @@ impl Metrics {
             "Kubernetes events sent to the sinks",
             metrics.events_shipped.clone(),
         );
+        r.register(
+            "sink_last_delivery_timestamp_seconds",
+            "When the sink last delivered, in Unix seconds (its start until then)",
+            metrics.sink_last_delivery.clone(),
+        );
+        r.register(
+            "config_reloads",
+            "Reloads whose new config runs",
+            metrics.config_reloads.clone(),
+        );
+        r.register(
+            "config_reload_failures",
+            "Reloads refused, or whose config could not start",
+            metrics.config_reload_failures.clone(),
+        );
         Metrics {
             registry: root,
             ..metrics
         }
     }
 
-    /// The Prometheus text exposition of every metric.
+    /// Creates the series of sink `name` (every `{sink}` metric), at 0, so they exist from
+    /// its start rather than from its first batch or retry. Its last delivery starts as now;
+    /// a series it already has (a reload) keeps its value.
+    pub fn register_sink(&self, name: &str) {
+        let label = SinkLabel {
+            sink: name.to_owned(),
+        };
+        drop(self.records_sent.get_or_create(&label));
+        drop(self.records_failed.get_or_create(&label));
+        drop(self.sink_retries.get_or_create(&label));
+        let last_delivery = self.sink_last_delivery.get_or_create(&label);
+        if last_delivery.get() == 0 {
+            last_delivery.set(unix_seconds());
+        }
+    }
+
+    /// The sink `label` delivered a batch now.
+    pub fn sink_delivered(&self, label: &SinkLabel) {
+        self.sink_last_delivery
+            .get_or_create(label)
+            .set(unix_seconds());
+    }
+
+    /// The OpenMetrics text exposition of every metric (the server also offers it in the
+    /// Prometheus text format: [`crate::server::to_prometheus`]).
     pub fn encode(&self) -> String {
         self.process.refresh();
         let mut text = String::new();
@@ -320,6 +414,15 @@ impl ProcessGauges {
     }
 }
 
+/// Now, in whole Unix seconds.
+fn unix_seconds() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| {
+            i64::try_from(since.as_secs()).unwrap_or(i64::MAX)
+        })
+}
+
 /// User plus system CPU time, in clock ticks, from the text of a `/proc/PID/stat` file
 /// (fields 14 and 15, counted after the command name, which may hold spaces). 0 when the
 /// text is not such a file.
@@ -358,6 +461,7 @@ mod tests {
             "shiplog_kube_cache_misses_total",
             "shiplog_excluded_records_total",
             "shiplog_decode_errors_total",
+            "shiplog_records_without_metadata_total",
             "shiplog_files_lag_bytes",
             "process_resident_memory_bytes",
             "process_open_fds",
@@ -365,6 +469,28 @@ mod tests {
         ] {
             assert!(text.contains(name), "{name} missing from:\n{text}");
         }
+    }
+
+    #[test]
+    fn a_sinks_series_exist_at_zero_from_its_registration() {
+        let metrics = Metrics::new();
+        metrics.register_sink("out");
+        let text = metrics.encode();
+        for series in [
+            "shiplog_records_sent_total{sink=\"out\"} 0",
+            "shiplog_records_failed_total{sink=\"out\"} 0",
+            "shiplog_sink_retries_total{sink=\"out\"} 0",
+        ] {
+            assert!(text.contains(series), "{series} missing from:\n{text}");
+        }
+        let started = metrics
+            .sink_last_delivery
+            .get_or_create(&SinkLabel { sink: "out".into() })
+            .get();
+        assert!(
+            started > 1_700_000_000,
+            "its start, in Unix seconds: {started}"
+        );
     }
 
     #[test]

@@ -5,6 +5,9 @@
 //! and filled once per file (the routing tag) or once per chunk (a sink's topic, key, log
 //! group or stream), never per line. [`RouteValues`] are what a file's templates are filled
 //! from: the enricher works them out when the file is opened and every chunk shares them.
+//! What a pod's own metadata may choose through them is limited by allow-lists ([`allow`]).
+
+pub mod allow;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -112,6 +115,20 @@ impl Template {
             .any(|part| matches!(part, Part::Value(p) if p == placeholder))
     }
 
+    /// The placeholders filled from the pod's own metadata (`{label.KEY}`,
+    /// `{annotation.KEY}`), as written: whoever can create a pod sets their values, so a
+    /// template using them lets pods choose where their records go.
+    pub fn pod_chosen(&self) -> Vec<String> {
+        self.parts
+            .iter()
+            .filter_map(|part| match part {
+                Part::Value(Placeholder::Label(key)) => Some(format!("{{label.{key}}}")),
+                Part::Value(Placeholder::Annotation(key)) => Some(format!("{{annotation.{key}}}")),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Fills the template from `values`; `None` when a placeholder has no value.
     pub fn render(&self, values: &RouteValues) -> Option<String> {
         self.fill(|placeholder| values.get(placeholder))
@@ -217,6 +234,9 @@ mod tests {
         assert!(template.uses(&Placeholder::Topic));
         assert!(template.uses(&Placeholder::Label("team".into())));
         assert!(!template.uses(&Placeholder::Namespace));
+        assert_eq!(template.pod_chosen(), ["{label.team}"]);
+        let fixed = Template::compile("{namespace}.{pod}").expect("valid");
+        assert!(fixed.pod_chosen().is_empty());
         let values = RouteValues {
             topic: Arc::from("shop"),
             labels: [("team".to_owned(), "payments".to_owned())].into(),

@@ -39,7 +39,7 @@ fn annotations_pick_parsers_exclude_pods_and_route_topics() {
         pod("shop", "mixed-1", json!({}), json!({
             "shiplog.io/parser": "nginx", "shiplog.io/parser-sidecar": "logfmt"})),
         pod("kube-system", "noisy-1", json!({}), json!({"shiplog.io/exclude": "true"})),
-        pod("shop", "audit-1", json!({"team": "payments"}), json!({"shiplog.io/topic": "audit"})),
+        pod("shop", "audit-1", json!({"team": "payments"}), json!({"shiplog.io/topic": "shop-audit"})),
         pod("shop", "team-1", json!({"team": "payments"}), json!({})),
     ]});
     node.write("pods.json", pods.to_string().as_bytes());
@@ -89,7 +89,11 @@ fn annotations_pick_parsers_exclude_pods_and_route_topics() {
         records_of(&records, "noisy-1", "web").is_empty(),
         "an excluded pod ships nothing"
     );
-    assert_eq!(records_of(&records, "audit-1", "web")[0]["topic"], "audit");
+    assert_eq!(
+        records_of(&records, "audit-1", "web")[0]["topic"],
+        "shop-audit",
+        "its own namespace's topic, specialised"
+    );
     assert_eq!(
         records_of(&records, "team-1", "web")[0]["topic"],
         "shop-payments"

@@ -1,6 +1,7 @@
 //! End to end: the real binary ships to CloudWatch Logs, here moto's server (the real
-//! CloudWatch Logs JSON protocol over a 127.0.0.1 socket, `python3 -m moto.server`), and
-//! the real AWS client reads back what arrived.
+//! CloudWatch Logs JSON protocol over a 127.0.0.1 socket, `python -m moto.server` from the
+//! virtualenv `util::moto` makes on first use), and the real AWS client reads back what
+//! arrived.
 
 mod util;
 
@@ -39,7 +40,7 @@ impl Moto {
 
     /// Starts moto on `port` and waits until it accepts connections.
     fn start_on(port: u16) -> Moto {
-        let child = Command::new("python3")
+        let child = Command::new(util::moto::python())
             .args([
                 "-m",
                 "moto.server",
@@ -52,7 +53,7 @@ impl Moto {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("python3 -m moto.server starts (pip install 'moto[server]')");
+            .expect("python -m moto.server starts");
         let moto = Moto { child, port };
         wait_until(Duration::from_secs(30), "moto to listen", || {
             TcpStream::connect(("127.0.0.1", port)).is_ok()
@@ -400,4 +401,73 @@ fn without_auto_create_a_missing_group_holds_the_records_back_until_someone_crea
         "every line once, in order, in a stream shiplog made in the new group"
     );
     assert!(!said().contains("log group created"), "{}", said());
+}
+
+#[test]
+fn a_log_group_a_pods_annotation_fills_outside_allowed_destinations_falls_back_and_is_counted() {
+    let moto = Moto::start();
+    let node = Node::new();
+    let pod = |name: &str, team: &str| {
+        serde_json::json!({"metadata": {"name": name, "namespace": "dev", "uid": format!("uid-{name}"),
+                                        "annotations": {"team": team}},
+                           "spec": {"nodeName": "node-a", "containers": [{"name": "app"}]}})
+    };
+    let pods = serde_json::json!({"kind": "List", "apiVersion": "v1",
+                                  "items": [pod("reports", "dev-reports"), pod("intruder", "payments")]});
+    node.write("pods.json", pods.to_string().as_bytes());
+    node.container_log("dev", "reports", "app", lines(0, 0..30).as_bytes());
+    node.container_log("dev", "intruder", "app", lines(1, 0..40).as_bytes());
+    let sink = cloudwatch_sink(
+        &moto.endpoint(),
+        "log_group = \"/k8s/{annotation.team}\"\n\
+         allowed_destinations = [\"/k8s/{namespace}\", \"/k8s/{namespace}-*\"]",
+    );
+    let config = node.config(&[
+        ("sinks.cw", &sink),
+        (
+            "kubernetes",
+            "metadata = \"file\"\npods_file = \"pods.json\"",
+        ),
+        ("route", "default_topic = \"unassigned\""),
+        ("server", "listen = \"127.0.0.1:0\""),
+    ]);
+    let log = node.path("shiplog.log");
+    let shiplog = Running::start_with_env(&config, &log, &AWS_ENV);
+    let address = util::server_address(&log);
+    let reader = Reader::new(&moto.endpoint());
+    wait_until(
+        Duration::from_secs(60),
+        "both pods' records in CloudWatch",
+        || {
+            reader.records("/k8s/dev-reports", "reports.app").len() == 30
+                && reader.records("/k8s/unassigned", "intruder.app").len() == 40
+        },
+    );
+    let (_, metrics) = util::http_get(&address, "/metrics");
+    assert!(shiplog.stop().success());
+
+    assert_eq!(
+        reader.streams(),
+        BTreeMap::from([
+            (
+                "/k8s/dev-reports".to_owned(),
+                vec!["reports.app".to_owned()]
+            ),
+            (
+                "/k8s/unassigned".to_owned(),
+                vec!["intruder.app".to_owned()]
+            ),
+        ]),
+        "no group /k8s/payments: the intruder's records went to the fallback"
+    );
+    assert_eq!(
+        util::metric(&metrics, "shiplog_destinations_refused_total{sink=\"cw\"}"),
+        Some(40.0)
+    );
+    let said = std::fs::read_to_string(&log).unwrap_or_default();
+    let warnings = said
+        .lines()
+        .filter(|line| line.contains("not in allowed_destinations"))
+        .count();
+    assert_eq!(warnings, 1, "logged once for the value: {said}");
 }

@@ -1162,14 +1162,17 @@ fn every_config_passes_shiplog_check_in_the_pods_file_layout() {
 /// Runs `shiplog check` on `deployment`'s config laid out as its pod sees it.
 fn check_in_pod_layout(deployment: &Deployment) {
     // What the pod has under the config's folder: each ConfigMap mounted there or below,
-    // its keys as files. `check` reads the config and the parser folders; it opens
-    // neither the state database nor the API, so the state folder (a hostPath on the
-    // node) and the log folders need not exist here, and a cluster is not needed.
+    // its keys as files. `check` makes the checks a start makes, so the other mounts (the
+    // node's log and state folders) must exist too: they are made under a stand-in root,
+    // and the config's paths into them are moved there. The API is not contacted; a
+    // kubeconfig naming the in-cluster address stands in for the service account.
     let pod_root = tempfile::tempdir().expect("temp dir");
     let config_path = deployment.config_path();
     let config_dir = config_path.parent().expect("a folder");
+    let mut host_mounts = Vec::new();
     for mount in deployment.container().volume_mounts.unwrap_or_default() {
         let Ok(below) = Path::new(&mount.mount_path).strip_prefix(config_dir) else {
+            host_mounts.push(mount.mount_path);
             continue;
         };
         let here = pod_root.path().join(below);
@@ -1182,10 +1185,30 @@ fn check_in_pod_layout(deployment: &Deployment) {
     let config = pod_root
         .path()
         .join(config_path.file_name().expect("a file name"));
+    let node_root = pod_root.path().join("node");
+    let mut text = fs::read_to_string(&config).expect("the config");
+    for mount in host_mounts {
+        fs::create_dir_all(node_root.join(mount.trim_start_matches('/'))).expect("mkdir");
+        let moved = format!("\"{}{mount}", node_root.display());
+        text = text
+            .replace(&format!("\"{mount}/"), &format!("{moved}/"))
+            .replace(&format!("\"{mount}\""), &format!("{moved}\""));
+    }
+    fs::write(&config, text).expect("write");
+    let kubeconfig = pod_root.path().join("in-cluster.kubeconfig");
+    fs::write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\ncurrent-context: pod\n\
+         clusters: [{name: pod, cluster: {server: \"https://kubernetes.default.svc\"}}]\n\
+         users: [{name: pod, user: {token: stand-in}}]\n\
+         contexts: [{name: pod, context: {cluster: pod, user: pod}}]\n",
+    )
+    .expect("write");
     let output = Command::new(env!("CARGO_BIN_EXE_shiplog"))
         .args(["check", "--config", config.to_str().expect("UTF-8")])
         .env_clear()
         .envs(pod_environment(deployment))
+        .env("KUBECONFIG", &kubeconfig)
         .output()
         .expect("shiplog runs");
     let stdout = String::from_utf8_lossy(&output.stdout);

@@ -241,3 +241,172 @@ fn a_misspelt_librdkafka_property_fails_check_and_start_up_naming_the_sink_and_p
         );
     }
 }
+
+/// A folder laid out as the kubelet lays out a Secret volume: the files live in a
+/// timestamped folder, `..data` links to it and each name links through `..data`, so an
+/// update swaps one link and every file changes at once.
+struct SecretVolume {
+    dir: std::path::PathBuf,
+    version: usize,
+}
+
+impl SecretVolume {
+    fn new(dir: std::path::PathBuf, files: &[(&str, &Path)]) -> SecretVolume {
+        std::fs::create_dir_all(&dir).expect("secret folder");
+        let mut volume = SecretVolume { dir, version: 0 };
+        volume.update(files);
+        for (name, _) in files {
+            let link = volume.dir.join(name);
+            std::os::unix::fs::symlink(format!("..data/{name}"), link).expect("link");
+        }
+        volume
+    }
+
+    /// The kubelet's atomic update: a new version folder, then `..data` renamed onto it.
+    fn update(&mut self, files: &[(&str, &Path)]) {
+        self.version += 1;
+        let version = format!("..v{}", self.version);
+        std::fs::create_dir(self.dir.join(&version)).expect("version folder");
+        for (name, source) in files {
+            std::fs::copy(source, self.dir.join(&version).join(name)).expect("copy");
+        }
+        let tmp = self.dir.join("..data_tmp");
+        std::os::unix::fs::symlink(&version, &tmp).expect("link");
+        std::fs::rename(&tmp, self.dir.join("..data")).expect("swap");
+    }
+
+    fn path(&self, name: &str) -> std::path::PathBuf {
+        self.dir.join(name)
+    }
+}
+
+#[test]
+fn a_certificate_renewed_after_the_brokers_refused_the_old_one_is_used_within_2_s() {
+    let cluster = cluster(&["shop"]);
+    let pki = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/tls/pki");
+    let relay = util::relay::Relay::tls(&cluster.bootstrap_servers(), &pki);
+    let node = Node::new();
+    let (client_a, key_a) = (pki.join("client-a.crt"), pki.join("client-a.key"));
+    let (client_b, key_b) = (pki.join("client-b.crt"), pki.join("client-b.key"));
+    let mut secret = SecretVolume::new(
+        node.path("secret"),
+        &[("tls.crt", &client_a), ("tls.key", &key_a)],
+    );
+    let path = node.container_log("shop", "web-1", "app", lines(0, 0..100).as_bytes());
+    let tls = format!(
+        "key = \"{{pod}}\"\n[sinks.bus.librdkafka]\n\"security.protocol\" = \"ssl\"\n\
+         \"ssl.ca.location\" = \"{}\"\n\"ssl.certificate.location\" = \"{}\"\n\
+         \"ssl.key.location\" = \"{}\"",
+        pki.join("ca.crt").display(),
+        secret.path("tls.crt").display(),
+        secret.path("tls.key").display(),
+    );
+    let config = node.config(&[
+        ("sinks.bus", &kafka_sink(&relay.bootstrap, &tls)),
+        ("server", "listen = \"127.0.0.1:0\""),
+        ("state", "commit_interval = \"100ms\""),
+        ("pipeline", "batch_timeout = \"50ms\""),
+        ("tail", "rescan_interval = \"200ms\""),
+    ]);
+    let log = node.path("shiplog.log");
+    let shiplog = Running::start(&config, &log);
+    let address = util::server_address(&log);
+    let state = node.path("state.db");
+    let size = |p: &Path| std::fs::metadata(p).expect("log file").len();
+    let before = size(&path);
+    util::wait_for_commit(&state, before, "the first lines delivered over TLS");
+    assert!(relay.first_produce_with(&client_a).is_some());
+    let metrics = util::http_get(&address, "/metrics").1;
+    let ca_gauge = format!(
+        "shiplog_tls_cert_expiry_timestamp_seconds{{path=\"{}\"}}",
+        pki.join("ca.crt").display()
+    );
+    assert_eq!(
+        util::metric(&metrics, &ca_gauge),
+        Some(4_891_363_200.0),
+        "the CA file's notAfter (2125-01-01): {metrics}"
+    );
+
+    // The brokers refuse the certificate (it expired, or was revoked) and close its
+    // connections; lines keep coming.
+    relay.refuse(&client_a);
+    append(&path, &lines(0, 100..200));
+    util::assert_offsets_held_back(&state, before, Duration::from_secs(2));
+    // A renewal gone wrong first: the new certificate with the old key.
+    secret.update(&[("tls.crt", &client_b), ("tls.key", &key_a)]);
+    util::assert_offsets_held_back(&state, before, Duration::from_secs(2));
+    append(&path, &lines(0, 200..250));
+    // Then the right pair.
+    secret.update(&[("tls.crt", &client_b), ("tls.key", &key_b)]);
+    let swapped = std::time::Instant::now();
+    let after = size(&path);
+    util::wait_for_commit(&state, after, "the lines written meanwhile delivered");
+    let first = relay
+        .first_produce_with(&client_b)
+        .expect("a delivery with the new certificate");
+    assert!(
+        first.duration_since(swapped) < Duration::from_secs(2),
+        "the new certificate's first delivery came {:?} after the swap",
+        first.duration_since(swapped)
+    );
+    assert!(shiplog.stop().success());
+
+    let text = std::fs::read_to_string(&log).expect("log");
+    let warnings: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("TLS files changed but are not usable"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "once per change of the files: {text}");
+    let key = secret.path("tls.key").display().to_string();
+    assert!(
+        warnings[0].contains(&key) && warnings[0].contains("does not match the certificate"),
+        "{}",
+        warnings[0]
+    );
+    let received = consume(&cluster.bootstrap_servers(), &["shop"], 250);
+    let seqs: Vec<usize> = received["shop"].iter().map(|m| m.numbered().1).collect();
+    assert_eq!(
+        seqs,
+        (0..250).collect::<Vec<_>>(),
+        "every line once, in order"
+    );
+}
+
+#[test]
+fn deliveries_timing_out_twice_on_one_producer_get_a_new_producer_losing_and_reordering_nothing() {
+    let cluster = cluster(&["shop"]);
+    let relay = util::relay::Relay::plain(&cluster.bootstrap_servers());
+    let node = Node::new();
+    let path = node.container_log("shop", "web-1", "app", lines(0, 0..100).as_bytes());
+    let fast = "key = \"{pod}\"\n[sinks.bus.librdkafka]\n\"message.timeout.ms\" = 1000";
+    let config = node.config(&[
+        ("sinks.bus", &kafka_sink(&relay.bootstrap, fast)),
+        ("state", "commit_interval = \"100ms\""),
+        ("pipeline", "batch_timeout = \"50ms\""),
+        ("tail", "rescan_interval = \"200ms\""),
+    ]);
+    let log = node.path("shiplog.log");
+    let shiplog = Running::start(&config, &log);
+    let state = node.path("state.db");
+    let size = |p: &Path| std::fs::metadata(p).expect("log file").len();
+    let before = size(&path);
+    util::wait_for_commit(&state, before, "the first lines delivered");
+
+    // The brokers take requests and answer none: every delivery times out.
+    relay.stall(true);
+    append(&path, &lines(0, 100..200));
+    let replaced = "deliveries timed out in 2 attempts in a row on this producer";
+    util::wait_until(Duration::from_secs(30), "a new producer", || {
+        std::fs::read_to_string(&log).is_ok_and(|text| text.contains(replaced))
+    });
+    relay.stall(false);
+    util::wait_for_commit(&state, size(&path), "the rest delivered");
+    assert!(shiplog.stop().success());
+    let received = consume(&cluster.bootstrap_servers(), &["shop"], 200);
+    let seqs: Vec<usize> = received["shop"].iter().map(|m| m.numbered().1).collect();
+    assert_eq!(
+        seqs,
+        (0..200).collect::<Vec<_>>(),
+        "every line once, in order"
+    );
+}

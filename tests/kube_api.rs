@@ -162,6 +162,26 @@ fn records_keep_flowing_while_the_api_is_down_and_are_full_again_after() {
             .is_some_and(|r| is_full(r))
     });
     running.stop();
+
+    // The outage in shiplog's log: one WARN when the watch fails, one INFO with its
+    // length when it recovers; nothing per retry, no ERROR.
+    let log = std::fs::read_to_string(node.path("stderr.log")).expect("shiplog's log");
+    let lines =
+        |needle: &str| -> Vec<&str> { log.lines().filter(|line| line.contains(needle)).collect() };
+    assert_eq!(lines("pod watch failed").len(), 1, "{log}");
+    assert!(lines("pod watch failed")[0].contains("\"level\":\"WARN\""));
+    let recovered = lines("pod watch recovered");
+    assert_eq!(recovered.len(), 1, "{log}");
+    let recovered: Value = serde_json::from_str(recovered[0]).expect("JSON");
+    assert_eq!(recovered["level"], "INFO");
+    let outage_logged = recovered["fields"]["outage"].as_str().expect("its length");
+    let logged = humantime::parse_duration(outage_logged).expect("a duration");
+    // To the second, from when the watch noticed.
+    assert!(
+        logged + Duration::from_secs(2) >= outage,
+        "{outage_logged} vs {outage:?}"
+    );
+    assert!(lines("\"level\":\"ERROR\"").is_empty(), "{log}");
 }
 
 #[test]
@@ -256,11 +276,22 @@ fn readyz_says_ready_only_once_the_watch_has_listed_the_nodes_pods() {
         200,
         "alive all the same: records still flow"
     );
+    // A few failed lists: kube-runtime's watcher starts each with an Init event.
+    wait_until(WAIT, "three failed lists", || {
+        server.requests(Request::List) >= 3
+    });
     server.set_down(false);
     wait_until(WAIT, "readiness once the watch lists", || {
         status("/readyz") == 200
     });
     running.stop();
+
+    // One outage, logged once when it starts and once when it ends, however many retries.
+    let text = std::fs::read_to_string(&log).expect("shiplog's log");
+    let count = |needle: &str| text.lines().filter(|line| line.contains(needle)).count();
+    assert_eq!(count("pod watch failed"), 1, "{text}");
+    assert_eq!(count("pod watch recovered"), 1, "{text}");
+    assert_eq!(count("\"level\":\"ERROR\""), 0, "{text}");
 }
 
 #[test]
@@ -281,10 +312,11 @@ fn namespace_labels_come_from_one_namespace_watch_when_asked_for() {
     wait_until(WAIT, "the namespace watch", || {
         server.requests(Request::NamespaceWatch) >= 1
     });
-    node.container_log("shop", "web-1", "app", cri("first").as_bytes());
+    let web_1 = node.container_log("shop", "web-1", "app", cri("first").as_bytes());
     wait_until(WAIT, "web-1's record", || !node.records().is_empty());
 
-    // The namespace is relabelled: a file opened after the watch delivers it says so.
+    // The namespace is relabelled: a file opened after the watch delivers it says so, and
+    // so do the later records of a file already open.
     let sent = server.events_sent();
     server.apply_namespace(kube_server::namespace("shop", &[("team", "checkout")]));
     wait_until(WAIT, "the namespace's watch event", || {
@@ -292,24 +324,37 @@ fn namespace_labels_come_from_one_namespace_watch_when_asked_for() {
     });
     node.container_log("shop", "web-2", "app", cri("second").as_bytes());
     wait_until(WAIT, "web-2's record", || node.records().len() >= 2);
+    append(&web_1, &cri("third"));
+    wait_until(WAIT, "web-1's second record", || node.records().len() >= 3);
     running.stop();
 
     let records = node.records();
-    let team =
-        |pod: &str| records_of(&records, pod)[0]["kubernetes"]["namespace_labels"]["team"].clone();
-    assert_eq!(team("web-1"), "payments");
-    assert_eq!(team("web-2"), "checkout");
+    let team = |pod: &str, index: usize| {
+        records_of(&records, pod)[index]["kubernetes"]["namespace_labels"]["team"].clone()
+    };
+    assert_eq!(team("web-1", 0), "payments");
+    assert_eq!(team("web-2", 0), "checkout");
+    assert_eq!(
+        team("web-1", 1),
+        "checkout",
+        "the open file follows the namespace"
+    );
     assert!(is_full(records_of(&records, "web-2")[0]));
     assert_eq!(server.requests(Request::NamespaceList), 1);
     assert!(server.requests(Request::NamespaceWatch) >= 1);
 }
 
 #[test]
-fn without_namespace_labels_namespaces_are_not_watched_and_records_have_none() {
+fn without_namespace_labels_or_exclusion_namespaces_are_not_watched_and_records_have_none() {
     let server = KubeServer::start();
     server.apply_namespace(kube_server::namespace("shop", &[("team", "payments")]));
     server.apply(pod("shop", "web-1", NODE));
-    let (node, config) = node_for(&server, "10s");
+    let (node, _) = node_for(&server, "10s");
+    let kubernetes = format!(
+        "metadata = \"api\"\nnode_name = \"{NODE}\"\nkubeconfig = \"kubeconfig\"\n\
+         lookup_timeout = \"10s\"\nnamespace_exclude = false"
+    );
+    let config = node.config(&[("kubernetes", &kubernetes)]);
     node.container_log("shop", "web-1", "app", cri("first").as_bytes());
     let running = Running::start(&config, &node.path("stderr.log"));
     wait_until(WAIT, "web-1's record", || !node.records().is_empty());

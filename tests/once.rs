@@ -260,6 +260,40 @@ fn the_demo_prints_enriched_records_on_stdout() {
 }
 
 #[test]
+fn the_demo_run_again_with_the_same_state_says_nothing_is_new() {
+    let demo = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/demo/shiplog.toml");
+    let state = tempfile::tempdir().expect("temp dir");
+    let run = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_shiplog"))
+            .args(["--config", demo, "--once"])
+            .env("SHIPLOG_STATE_DIR", state.path())
+            .env("SHIPLOG_LOG_FORMAT", "text")
+            .output()
+            .expect("shiplog runs")
+    };
+    let first = run();
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert!(!first.stdout.is_empty());
+    assert!(
+        !stderr(&first).contains("nothing new"),
+        "{}",
+        stderr(&first)
+    );
+    let second = run();
+    assert!(second.status.success(), "{}", stderr(&second));
+    assert_eq!(
+        String::from_utf8_lossy(&second.stdout),
+        "",
+        "no record twice"
+    );
+    assert!(
+        stderr(&second).contains("nothing new"),
+        "{}",
+        stderr(&second)
+    );
+}
+
+#[test]
 fn a_bad_config_exits_1_naming_the_file_the_key_and_the_reason() {
     let node = Node::new();
     let config = node.config(&[("tail", "rescan_interval = \"5 parsecs\"")]);

@@ -578,3 +578,153 @@ fn sigterm_while_a_writer_runs_delivers_and_commits_everything_read() {
         "the stop came mid-stream: {delivered_before_exit} of {written}"
     );
 }
+
+#[test]
+fn a_file_rotated_twice_while_shiplog_was_down_is_read_whole_in_between() {
+    let node = Node::new();
+    let path = node.container_log("shop", "web-1", "app", lines(0, 0..10).as_bytes());
+    let config = node.config(&[]);
+    run_once(&config);
+    // While shiplog is down the path rotates twice: the middle file was never seen.
+    append(&path, &lines(0, 10..25));
+    rotate_by_rename(&path, 1);
+    append(&path, &lines(0, 25..40));
+    rotate_by_rename(&path, 2);
+    append(&path, &lines(0, 40..55));
+    run_once(&config);
+    assert_eq!(
+        by_file(&node.records())[&0],
+        (0..55).collect::<Vec<_>>(),
+        "each line once, in order: the checkpointed file's rest, the middle file, the new one"
+    );
+    run_once(&config);
+    assert_eq!(node.records().len(), 55, "a third run repeats nothing");
+}
+
+#[test]
+fn lines_written_to_a_rotated_file_after_its_successor_started_still_arrive() {
+    let node = Node::new();
+    let path = node.container_log("shop", "web-1", "app", lines(0, 0..100).as_bytes());
+    let config = node.config(&[
+        ("tail", "rescan_interval = \"200ms\"\nrotate_wait = \"10s\""),
+        FAST_COMMITS,
+        FAST_BATCHES,
+    ]);
+    let shiplog = Running::start(&config, &node.path("shiplog.log"));
+    wait_until(Duration::from_secs(20), "the first lines", || {
+        node.records().len() >= 100
+    });
+    let aside = PathBuf::from(format!("{}.20261125090001", path.display()));
+    fs::rename(&path, &aside).expect("rename");
+    append(&path, &lines(1, 0..50));
+    wait_until(Duration::from_secs(20), "the new file's lines", || {
+        node.records().len() >= 150
+    });
+    // The runtime had not reopened its log yet: a few more lines went to the old file.
+    append(&aside, &lines(0, 100..110));
+    wait_until(Duration::from_secs(20), "the old file's late lines", || {
+        node.records().len() >= 160
+    });
+    assert!(shiplog.stop().success());
+    let files = by_file(&node.records());
+    assert_eq!(files[&0], (0..110).collect::<Vec<_>>());
+    assert_eq!(files[&1], (0..50).collect::<Vec<_>>());
+}
+
+/// Two log files in one folder, both matched by `logs/*.log` (no kubelet layout: there each
+/// container's file has a folder of its own); `exclude` is the config's `tail.exclude`.
+fn flat_config(node: &Node, exclude: &str) -> PathBuf {
+    let tail = format!(
+        "include = [\"logs/*.log\"]\nexclude = [{exclude}]\nrescan_interval = \"200ms\"\nrotate_wait = \"1s\""
+    );
+    node.config(&[("tail", &tail), FAST_COMMITS, FAST_BATCHES, LISTEN])
+}
+
+/// Each file's sequence numbers, from the records of file 1 (`logs/b.log`) and file 0.
+fn arrived(node: &Node, file: usize) -> Vec<usize> {
+    by_file(&node.records()).remove(&file).unwrap_or_default()
+}
+
+/// How shiplog takes up a new config in the exclusion tests.
+#[derive(Clone, Copy)]
+enum Apply {
+    Sighup,
+    Restart,
+}
+
+/// Runs the exclusion scenario: `logs/b.log` is excluded, written to, and included again.
+fn excluding_then_including_again(apply: Apply) {
+    let node = Node::new();
+    let a = node.write("logs/a.log", lines(0, 0..10).as_bytes());
+    let b = node.write("logs/b.log", lines(1, 0..10).as_bytes());
+    let config = flat_config(&node, "");
+    let log = node.path("shiplog.log");
+    // Runs so far: a start serves /healthz; a reload keeps the server and says so instead.
+    let runs = || {
+        let text = fs::read_to_string(&log).unwrap_or_default();
+        text.matches("serving /healthz").count() + text.matches("the new config runs").count()
+    };
+    let mut shiplog = Running::start(&config, &log);
+    wait_until(Duration::from_secs(20), "both files", || {
+        node.records().len() >= 20
+    });
+    let take_up = |shiplog: Running, run: usize| -> Running {
+        let shiplog = match apply {
+            Apply::Sighup => {
+                util::signal(shiplog.pid(), "HUP");
+                shiplog
+            }
+            Apply::Restart => {
+                assert!(shiplog.stop().success());
+                Running::start(&config, &log)
+            }
+        };
+        // The old run is over once the new one serves.
+        wait_until(Duration::from_secs(30), "the new config to run", || {
+            runs() >= run
+        });
+        shiplog
+    };
+
+    flat_config(&node, "\"logs/b.log\"");
+    shiplog = take_up(shiplog, 2);
+    append(&b, &lines(1, 10..30));
+    append(&a, &lines(0, 10..20));
+    wait_until(Duration::from_secs(20), "a.log's new lines", || {
+        arrived(&node, 0).len() >= 20
+    });
+    // b.log was written first; a rescan or two more, in case it were still followed.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        arrived(&node, 1),
+        (0..10).collect::<Vec<_>>(),
+        "nothing written to the excluded file arrives"
+    );
+
+    flat_config(&node, "");
+    shiplog = take_up(shiplog, 3);
+    wait_until(
+        Duration::from_secs(20),
+        "b.log's lines from its checkpoint",
+        || arrived(&node, 1).len() >= 30,
+    );
+    assert!(shiplog.stop().success());
+    assert_eq!(
+        arrived(&node, 1),
+        (0..30).collect::<Vec<_>>(),
+        "included again, the file resumes where it stopped: each line once, in order"
+    );
+    assert_eq!(arrived(&node, 0), (0..20).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_file_excluded_by_a_sighup_stops_shipping_and_resumes_from_its_checkpoint_when_included_again()
+{
+    excluding_then_including_again(Apply::Sighup);
+}
+
+#[test]
+fn a_file_excluded_by_a_restart_stops_shipping_and_resumes_from_its_checkpoint_when_included_again()
+{
+    excluding_then_including_again(Apply::Restart);
+}

@@ -17,7 +17,7 @@ use crate::tail::{FileId, Fingerprint};
 
 /// `MIGRATIONS[n]` takes the schema from version `n` to `n + 1` (`PRAGMA user_version`; a new
 /// database is version 0). Append only: databases in the field were made by the ones before.
-const MIGRATIONS: &[&str] = &[CREATE_CHECKPOINTS];
+const MIGRATIONS: &[&str] = &[CREATE_CHECKPOINTS, ADD_FOUND_AT];
 
 /// The schema version this build writes.
 const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -39,22 +39,28 @@ const CREATE_CHECKPOINTS: &str = "
     ) WITHOUT ROWID;
 ";
 
+/// Version 2: the path the globs matched a file at (issue 17). NULL in rows written before;
+/// for a kubelet file, its `/var/log/containers` link.
+const ADD_FOUND_AT: &str = "ALTER TABLE checkpoints ADD COLUMN found_at BLOB;";
+
 /// A row for the same (dev, ino) is overwritten whole: with the same fingerprint that moves
 /// the offset; with another one the inode was reused and the old file's row must go.
 const UPSERT: &str = "
     INSERT INTO checkpoints
-        (dev, ino, fingerprint_len, fingerprint_hash, path, file_offset, updated_at)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+        (dev, ino, fingerprint_len, fingerprint_hash, path, file_offset, updated_at, found_at)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
     ON CONFLICT (dev, ino) DO UPDATE SET
         fingerprint_len  = excluded.fingerprint_len,
         fingerprint_hash = excluded.fingerprint_hash,
         path             = excluded.path,
         file_offset      = excluded.file_offset,
-        updated_at       = excluded.updated_at
+        updated_at       = excluded.updated_at,
+        found_at         = excluded.found_at
 ";
 
 const LOAD: &str = "
-    SELECT dev, ino, fingerprint_len, fingerprint_hash, path, file_offset FROM checkpoints
+    SELECT dev, ino, fingerprint_len, fingerprint_hash, path, file_offset, found_at
+    FROM checkpoints
 ";
 
 const FORGET: &str = "DELETE FROM checkpoints WHERE dev = ?1 AND ino = ?2";
@@ -88,6 +94,10 @@ pub struct Checkpoint {
     pub path: PathBuf,
     /// The offset just past the last line every sink acknowledged: reading resumes here.
     pub offset: u64,
+    /// The path the globs matched the file at (for a kubelet file, its `/var/log/containers`
+    /// link; for a rotated file, its original's): a file still at `path` but no longer
+    /// matched there was excluded, not rotated. `None` in rows older than this field.
+    pub found_at: Option<PathBuf>,
 }
 
 /// An open checkpoint database. Invariant: its schema is this build's version and it passed
@@ -426,6 +436,10 @@ fn upsert_one(
         checkpoint.path.as_os_str().as_bytes(),
         checkpoint.offset.cast_signed(),
         updated_at,
+        checkpoint
+            .found_at
+            .as_ref()
+            .map(|p| p.as_os_str().as_bytes()),
     ])
 }
 
@@ -443,6 +457,9 @@ fn checkpoint_from_row(row: &Row<'_>) -> rusqlite::Result<Checkpoint> {
         },
         path: PathBuf::from(OsString::from_vec(row.get(4)?)),
         offset: unsigned(5)?,
+        found_at: row
+            .get::<_, Option<Vec<u8>>>(6)?
+            .map(|bytes| PathBuf::from(OsString::from_vec(bytes))),
     })
 }
 

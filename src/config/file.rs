@@ -132,6 +132,7 @@ pub(super) struct KubernetesFile {
     #[serde(deserialize_with = "deserialize_duration")]
     pub lookup_timeout: Duration,
     pub namespace_labels: bool,
+    pub namespace_exclude: bool,
     pub merge_log: bool,
     pub merge_log_key: String,
     pub keep_log: bool,
@@ -151,6 +152,7 @@ impl Default for KubernetesFile {
             cache_capacity: 4096,
             lookup_timeout: Duration::from_secs(1),
             namespace_labels: false,
+            namespace_exclude: true,
             merge_log: true,
             merge_log_key: "data".to_string(),
             keep_log: true,
@@ -170,6 +172,9 @@ pub(super) struct ParsersFile {
 pub(super) struct RouteFile {
     pub topic: String,
     pub default_topic: String,
+    /// `"any"`, `"off"` or a list of patterns; checked in `resolve.rs`. `None`: the default
+    /// list.
+    pub topic_overrides: Option<toml::Value>,
 }
 
 impl Default for RouteFile {
@@ -177,6 +182,7 @@ impl Default for RouteFile {
         RouteFile {
             topic: "{namespace}".to_string(),
             default_topic: "unknown".to_string(),
+            topic_overrides: None,
         }
     }
 }
@@ -240,6 +246,9 @@ pub(super) struct KafkaSinkFile {
     /// librdkafka properties passed through; values are strings, numbers or booleans.
     #[serde(default)]
     pub librdkafka: BTreeMap<String, toml::Value>,
+    /// Patterns the filled `topic` must match; `None`: any topic.
+    #[serde(default)]
+    pub allowed_destinations: Option<Vec<String>>,
 }
 
 impl KafkaSinkFile {
@@ -272,6 +281,9 @@ pub(super) struct CloudwatchSinkFile {
     pub auto_create_group: bool,
     #[serde(default)]
     pub retention_days: Option<i64>,
+    /// Patterns the filled `log_group` must match; `None`: any group.
+    #[serde(default)]
+    pub allowed_destinations: Option<Vec<String>>,
 }
 
 impl CloudwatchSinkFile {

@@ -20,6 +20,7 @@ mod sinks;
 #[cfg(test)]
 mod tests;
 mod units;
+mod warnings;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -31,6 +32,7 @@ use serde::Deserialize;
 pub use error::ConfigError;
 
 use crate::route::Template;
+use crate::route::allow::{AllowList, TopicOverrides};
 
 use resolve::Origin;
 
@@ -152,6 +154,10 @@ pub struct KubernetesConfig {
     /// labels to its records as `kubernetes.namespace_labels`. Default false (one more
     /// watch, on every namespace of the cluster).
     pub namespace_labels: bool,
+    /// With `metadata = "api"`: watch namespaces too, and ship nothing of the pods of a
+    /// namespace annotated `<prefix>/exclude: "true"`. Default true (the same one watch as
+    /// `namespace_labels`, on every namespace of the cluster).
+    pub namespace_exclude: bool,
     /// Merge a JSON object payload into the record under `merge_log_key`. Default true.
     pub merge_log: bool,
     /// The key merged fields go under; not empty when `merge_log`. Default `data`.
@@ -190,6 +196,10 @@ pub struct RouteConfig {
     pub topic: String,
     /// The topic when the template cannot be filled; not empty. Default `unknown`.
     pub default_topic: String,
+    /// What a pod's `shiplog.io/topic` annotation (and a `topic` template filled from its
+    /// labels or annotations) may choose. Default `["{namespace}", "{namespace}-*"]`: a
+    /// pod may specialise its own namespace's topic, never reach another's (issue 25).
+    pub topic_overrides: TopicOverrides,
 }
 
 /// `[server]`.
@@ -316,6 +326,10 @@ pub struct KafkaConfig {
     /// `[sinks.<name>.librdkafka]`: librdkafka properties passed through as they are (TLS,
     /// SASL, batching), none of them one the keys above set.
     pub librdkafka: BTreeMap<String, String>,
+    /// `allowed_destinations`: topics the filled `topic` template may name (patterns with
+    /// `{namespace}` and `*`); another goes to `default_topic`, counted. Default `None`:
+    /// any topic.
+    pub allowed_destinations: Option<AllowList>,
 }
 
 /// `[sinks.<name>]` with `type = "cloudwatch"`.
@@ -338,6 +352,11 @@ pub struct CloudwatchConfig {
     pub retention_days: Option<i32>,
     /// What a template placeholder with no value is filled with: `route.default_topic`.
     pub fallback: String,
+    /// `allowed_destinations`: log groups the filled `log_group` template may name
+    /// (patterns with `{namespace}` and `*`); another is replaced by the template filled
+    /// with `fallback` for every pod-chosen placeholder, counted. Stream names are not
+    /// restricted (a stream lives in its group). Default `None`: any group.
+    pub allowed_destinations: Option<AllowList>,
 }
 
 /// The retention periods CloudWatch Logs accepts, in days.

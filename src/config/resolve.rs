@@ -18,7 +18,22 @@ use super::{
     Config, ConfigError, KubernetesConfig, LogConfig, MetadataSource, ParsersConfig,
     PipelineConfig, RouteConfig, ServerConfig, StateConfig, TailConfig,
 };
+use crate::route::allow::{AllowList, TopicOverrides};
 use crate::route::{Placeholder, Template};
+
+/// The keys a record sets itself (`record.rs`): the merged payload may not take one, or a
+/// line could carry a second `kubernetes` (a forged namespace) or `topic` beside shiplog's.
+const RECORD_KEYS: [&str; 9] = [
+    "time",
+    "stream",
+    "log",
+    "kubernetes",
+    "topic",
+    "truncated",
+    "partial",
+    "invalid_utf8",
+    "shiplog_error",
+];
 
 /// The smallest `tail.max_line_bytes`: below it, ordinary lines would be cut.
 const MIN_LINE_BYTES: u64 = 1 << 10;
@@ -217,6 +232,14 @@ fn kubernetes(file: KubernetesFile, origin: &Origin<'_>) -> Result<KubernetesCon
             "must not be empty when merge_log = true",
         ));
     }
+    if file.merge_log && RECORD_KEYS.contains(&file.merge_log_key.as_str()) {
+        let reason = format!(
+            "{:?} is one of the record's own keys ({}): a line's JSON would shadow it",
+            file.merge_log_key,
+            RECORD_KEYS.join(", ")
+        );
+        return Err(origin.error("kubernetes.merge_log_key", reason));
+    }
     Ok(KubernetesConfig {
         metadata: file.metadata,
         node_name,
@@ -229,6 +252,7 @@ fn kubernetes(file: KubernetesFile, origin: &Origin<'_>) -> Result<KubernetesCon
         cache_capacity: file.cache_capacity,
         lookup_timeout: file.lookup_timeout,
         namespace_labels: file.namespace_labels,
+        namespace_exclude: file.namespace_exclude,
         merge_log: file.merge_log,
         merge_log_key: file.merge_log_key,
         keep_log: file.keep_log,
@@ -256,9 +280,54 @@ fn route(file: RouteFile, origin: &Origin<'_>) -> Result<RouteConfig, ConfigErro
         let reason = "{topic} is what this template makes; it cannot use itself";
         return Err(origin.error("route.topic", reason));
     }
+    let topic_overrides = match file.topic_overrides {
+        None => TopicOverrides::default(),
+        Some(value) => topic_overrides(value, origin)?,
+    };
     Ok(RouteConfig {
         topic: file.topic,
         default_topic: file.default_topic,
+        topic_overrides,
+    })
+}
+
+/// `route.topic_overrides`: `"any"`, `"off"`, or a list of patterns.
+fn topic_overrides(value: toml::Value, origin: &Origin<'_>) -> Result<TopicOverrides, ConfigError> {
+    const KEY: &str = "route.topic_overrides";
+    let expected = "expected \"any\", \"off\" or a list of patterns such as [\"{namespace}\", \"{namespace}-*\"]";
+    match value {
+        toml::Value::String(word) => match word.as_str() {
+            "any" => Ok(TopicOverrides::Any),
+            "off" => Ok(TopicOverrides::Off),
+            other => Err(origin.error(KEY, format!("{other:?}: {expected}"))),
+        },
+        toml::Value::Array(items) => {
+            let texts = items
+                .into_iter()
+                .enumerate()
+                .map(|(i, item)| match item {
+                    toml::Value::String(text) => Ok(text),
+                    _ => Err(origin.error(format!("{KEY}[{i}]"), "expected a string")),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            allow_list(KEY, &texts, origin).map(TopicOverrides::Only)
+        }
+        _ => Err(origin.error(KEY, expected)),
+    }
+}
+
+/// A list of destination patterns at `key`, compiled; an error names the pattern at fault.
+pub(super) fn allow_list(
+    key: &str,
+    texts: &[String],
+    origin: &Origin<'_>,
+) -> Result<AllowList, ConfigError> {
+    AllowList::compile(texts).map_err(|(index, error)| {
+        let key = match index {
+            Some(i) => format!("{key}[{i}]"),
+            None => key.to_owned(),
+        };
+        origin.error(key, error.to_string())
     })
 }
 

@@ -11,6 +11,7 @@ use super::{
     Acks, CLOUDWATCH_RETENTION_DAYS, CloudwatchConfig, ConfigError, KafkaConfig, RouteConfig,
     SinkConfig, SinkKind,
 };
+use crate::route::allow::AllowList;
 use crate::route::{Template, is_valid_topic};
 
 /// The sink types this build reads, as listed in error messages.
@@ -171,6 +172,7 @@ fn kafka(
         create_topics: file.create_topics,
         default_topic,
         librdkafka,
+        allowed_destinations: allowed_destinations(key, file.allowed_destinations, origin)?,
     })
 }
 
@@ -224,7 +226,20 @@ fn cloudwatch(
         auto_create_group: file.auto_create_group,
         retention_days,
         fallback: route.default_topic.clone(),
+        allowed_destinations: allowed_destinations(key, file.allowed_destinations, origin)?,
     })
+}
+
+/// A sink's `allowed_destinations`, compiled; `None` when not set.
+fn allowed_destinations(
+    key: &str,
+    texts: Option<Vec<String>>,
+    origin: &Origin<'_>,
+) -> Result<Option<AllowList>, ConfigError> {
+    let key = format!("{key}.allowed_destinations");
+    texts
+        .map(|texts| super::resolve::allow_list(&key, &texts, origin))
+        .transpose()
 }
 
 /// Deserializes a sink's table (without `type`) into its type's options.

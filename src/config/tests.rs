@@ -8,6 +8,7 @@ use std::time::Duration;
 use tempfile::TempDir;
 
 use super::*;
+use crate::route::allow::{AllowList, TopicOverrides};
 
 type TestResult = Result<(), Box<dyn Error>>;
 
@@ -76,6 +77,7 @@ fn default_config(dir: &Path) -> Config {
             cache_capacity: 4096,
             lookup_timeout: Duration::from_secs(1),
             namespace_labels: false,
+            namespace_exclude: true,
             merge_log: true,
             merge_log_key: "data".to_string(),
             keep_log: true,
@@ -87,6 +89,7 @@ fn default_config(dir: &Path) -> Config {
         route: RouteConfig {
             topic: "{namespace}".to_string(),
             default_topic: "unknown".to_string(),
+            topic_overrides: TopicOverrides::default(),
         },
         server: ServerConfig {
             listen: Some(SocketAddr::from(([127, 0, 0, 1], 2020))),
@@ -156,6 +159,7 @@ deleted_pod_grace = "5m"
 cache_capacity = 4096
 lookup_timeout = "1s"
 namespace_labels = false
+namespace_exclude = true
 merge_log = true
 merge_log_key = "data"
 keep_log = true
@@ -166,6 +170,7 @@ dirs = ["parsers"]          # every *.toml in these folders defines parsers
 [route]
 topic = "{namespace}"       # template: {namespace} {pod} {container} {label.KEY} {annotation.KEY}
 default_topic = "unknown"   # when the template cannot be filled
+topic_overrides = ["{namespace}", "{namespace}-*"]  # what shiplog.io/topic may pick: "any" | "off" | patterns
 
 [server]
 listen = "127.0.0.1:2020"   # /healthz /readyz /metrics ; "" disables
@@ -218,6 +223,7 @@ fn every_section_can_be_overridden() -> TestResult {
         cache_capacity = 16
         lookup_timeout = "250ms"
         namespace_labels = true
+        namespace_exclude = false
         merge_log = false
         merge_log_key = ""
         keep_log = false
@@ -228,6 +234,7 @@ fn every_section_can_be_overridden() -> TestResult {
         [route]
         topic = "{namespace}.{label.app}"
         default_topic = "orphans"
+        topic_overrides = ["{namespace}.*", "security-audit"]
 
         [server]
         listen = ""
@@ -292,6 +299,7 @@ fn every_section_can_be_overridden() -> TestResult {
             cache_capacity: 16,
             lookup_timeout: Duration::from_millis(250),
             namespace_labels: true,
+            namespace_exclude: false,
             merge_log: false,
             merge_log_key: String::new(),
             keep_log: false,
@@ -306,6 +314,10 @@ fn every_section_can_be_overridden() -> TestResult {
         route: RouteConfig {
             topic: "{namespace}.{label.app}".into(),
             default_topic: "orphans".into(),
+            topic_overrides: TopicOverrides::Only(
+                AllowList::compile(&["{namespace}.*".to_owned(), "security-audit".to_owned()])
+                    .map_err(|(_, e)| e)?,
+            ),
         },
         server: ServerConfig { listen: None },
         log: LogConfig {
@@ -466,6 +478,32 @@ const fn refused(text: &'static str, key: &'static str, reason: &'static str) ->
 
 /// Each case is a whole file; cases that are not about sinks add [`STDOUT_SINK`] themselves.
 const REFUSED: &[Refused] = &[
+    // Allow-lists of what pods may choose.
+    refused(
+        "[kubernetes]\nmetadata = \"off\"\nmerge_log_key = \"kubernetes\"\n[sinks.out]\ntype = \"stdout\"",
+        "kubernetes.merge_log_key",
+        "\"kubernetes\" is one of the record's own keys (time, stream, log, kubernetes, topic, truncated, partial, invalid_utf8, shiplog_error): a line's JSON would shadow it",
+    ),
+    refused(
+        "[route]\ntopic_overrides = \"some\"\n[sinks.out]\ntype = \"stdout\"",
+        "route.topic_overrides",
+        "\"some\": expected \"any\", \"off\" or a list of patterns such as [\"{namespace}\", \"{namespace}-*\"]",
+    ),
+    refused(
+        "[route]\ntopic_overrides = [\"{namespace}\", \"{pod}-*\"]\n[sinks.out]\ntype = \"stdout\"",
+        "route.topic_overrides[1]",
+        "unknown placeholder in \"{pod}-*\" (patterns know {namespace} and *)",
+    ),
+    refused(
+        "[route]\ntopic_overrides = []\n[sinks.out]\ntype = \"stdout\"",
+        "route.topic_overrides",
+        "an empty list allows nothing; leave the key out to allow anything",
+    ),
+    refused(
+        "[sinks.cw]\ntype = \"cloudwatch\"\nallowed_destinations = [\"\"]",
+        "sinks.cw.allowed_destinations[0]",
+        "a pattern must not be empty",
+    ),
     // Unknown keys, at each level.
     refused(
         "tial = 1\n[sinks.out]\ntype = \"stdout\"",
@@ -613,7 +651,7 @@ const REFUSED: &[Refused] = &[
     refused(
         "[sinks.cw]\ntype = \"cloudwatch\"\nlog_groups = \"x\"",
         "sinks.cw",
-        "unknown key \"log_groups\" (expected one of: region, endpoint, log_group, log_stream, auto_create_group, retention_days)",
+        "unknown key \"log_groups\" (expected one of: region, endpoint, log_group, log_stream, auto_create_group, retention_days, allowed_destinations)",
     ),
     refused(
         "[sinks.out]\ntype = \"syslog\"",
@@ -781,7 +819,8 @@ fn a_kafka_sink_takes_the_contracts_defaults_and_passes_librdkafka_properties_th
                 [sinks.bus.librdkafka]\n\"security.protocol\" = \"ssl\"\n\"linger.ms\" = 20\n\
                 [sinks.keyed]\ntype = \"kafka\"\nbrokers = \"h1:9092\"\ntopic = \"logs.{topic}\"\n\
                 key = \"{pod}\"\ncompression = \"lz4\"\nacks = \"1\"\ncreate_topics = true\n\
-                default_topic = \"logs.unknown\"\n";
+                default_topic = \"logs.unknown\"\n\
+                allowed_destinations = [\"logs.{namespace}*\"]\n";
     let (_dir, loaded) = load(text)?;
     let config = loaded?;
     let defaults = KafkaConfig {
@@ -795,6 +834,7 @@ fn a_kafka_sink_takes_the_contracts_defaults_and_passes_librdkafka_properties_th
         librdkafka: [("linger.ms", "20"), ("security.protocol", "ssl")]
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .into(),
+        allowed_destinations: None,
     };
     assert_eq!(config.sinks[0].kind, SinkKind::Kafka(defaults));
     let keyed = KafkaConfig {
@@ -806,6 +846,9 @@ fn a_kafka_sink_takes_the_contracts_defaults_and_passes_librdkafka_properties_th
         create_topics: true,
         default_topic: "logs.unknown".into(),
         librdkafka: BTreeMap::new(),
+        allowed_destinations: Some(
+            AllowList::compile(&["logs.{namespace}*".to_owned()]).map_err(|(_, e)| e)?,
+        ),
     };
     assert_eq!(config.sinks[1].kind, SinkKind::Kafka(keyed));
     Ok(())
@@ -817,7 +860,8 @@ fn a_cloudwatch_sink_takes_the_contracts_defaults_and_checks_its_retention() -> 
                 [sinks.cw]\ntype = \"cloudwatch\"\n\
                 [sinks.set]\ntype = \"cloudwatch\"\nregion = \"eu-west-1\"\n\
                 endpoint = \"http://127.0.0.1:4566\"\nlog_group = \"/logs/{topic}\"\n\
-                log_stream = \"{namespace}/{pod}\"\nauto_create_group = false\nretention_days = 14\n";
+                log_stream = \"{namespace}/{pod}\"\nauto_create_group = false\nretention_days = 14\n\
+                allowed_destinations = [\"/logs/{namespace}\"]\n";
     let (_dir, loaded) = load(text)?;
     let config = loaded?;
     let defaults = CloudwatchConfig {
@@ -828,6 +872,7 @@ fn a_cloudwatch_sink_takes_the_contracts_defaults_and_checks_its_retention() -> 
         auto_create_group: true,
         retention_days: None,
         fallback: "orphans".into(),
+        allowed_destinations: None,
     };
     assert_eq!(config.sinks[0].kind, SinkKind::Cloudwatch(defaults));
     let set = CloudwatchConfig {
@@ -838,6 +883,9 @@ fn a_cloudwatch_sink_takes_the_contracts_defaults_and_checks_its_retention() -> 
         auto_create_group: false,
         retention_days: Some(14),
         fallback: "orphans".into(),
+        allowed_destinations: Some(
+            AllowList::compile(&["/logs/{namespace}".to_owned()]).map_err(|(_, e)| e)?,
+        ),
     };
     assert_eq!(config.sinks[1].kind, SinkKind::Cloudwatch(set));
     Ok(())

@@ -8,7 +8,9 @@
 //! enough to [`Reassembler::flush`].
 //!
 //! Nothing is dropped or altered: concatenating the bytes of the messages a line becomes
-//! gives the line back exactly. (Vector's `partial_events_merger` drops over-long merged
+//! gives the line back exactly. What the pending lines hold is known
+//! ([`Reassembler::held_bytes`]) so the pipeline can bound it across files: a pending line
+//! can be [`Reassembler::cut_pending`] into a flagged piece early, as a long line is. (Vector's `partial_events_merger` drops over-long merged
 //! lines by default; we cut them into pieces flagged `truncated` instead.)
 
 use std::borrow::Cow;
@@ -34,10 +36,6 @@ pub struct Message<'a> {
 /// How far past `max_line_bytes` a cut may need to see: the rest of a UTF-8 character that
 /// starts at most 3 bytes before the cut.
 const CUT_LOOKAHEAD: usize = 3;
-
-/// A pending buffer whose capacity exceeds this is freed when its line ends, so that one
-/// long line does not pin `max_line_bytes` per stream for the life of the file.
-const RETAINED_CAPACITY: usize = 64 * 1024;
 
 /// Joins partial lines back together, per stream, for one file.
 ///
@@ -123,6 +121,32 @@ impl Reassembler {
     pub fn is_empty(&self) -> bool {
         !self.stdout.open && !self.stderr.open
     }
+
+    /// The memory the pending lines hold: their buffers' capacity. A buffer is freed when
+    /// its line ends, so this is 0 when no line is pending.
+    pub fn held_bytes(&self) -> usize {
+        self.stdout.bytes.capacity() + self.stderr.bytes.capacity()
+    }
+
+    /// Emits what every pending line holds as a piece flagged `truncated`, as if the line
+    /// had reached `max_line_bytes` there, and frees its buffer; the line stays open, and
+    /// its further pieces are flagged `truncated` too. Up to 3 bytes of a UTF-8 character
+    /// cut short stay pending, to go out whole with the rest. For bounding the memory all
+    /// files' pending lines take together. Returns how many lines were cut.
+    pub fn cut_pending(&mut self, emit: &mut dyn FnMut(Message<'_>)) -> usize {
+        let max = self.max_line_bytes;
+        let mut cut = 0;
+        for (stream, pending) in [
+            (Stream::Stdout, &mut self.stdout),
+            (Stream::Stderr, &mut self.stderr),
+        ] {
+            if pending.open && !pending.bytes.is_empty() {
+                pending.cut_all(stream, max, emit);
+                cut += 1;
+            }
+        }
+        cut
+    }
 }
 
 impl PendingLine {
@@ -169,6 +193,32 @@ impl PendingLine {
         }
     }
 
+    /// Emits the line's bytes, but an incomplete UTF-8 character at their end, as flagged
+    /// pieces of at most `max` bytes; keeps that character in a buffer just its size.
+    fn cut_all(&mut self, stream: Stream, max: usize, emit: &mut dyn FnMut(Message<'_>)) {
+        let mut from = 0;
+        loop {
+            let rest = &self.bytes[from..];
+            let len = match rest.len() > max {
+                true => cut_point(rest, max),
+                false => complete_utf8_prefix(rest),
+            };
+            if len == 0 {
+                break;
+            }
+            emit(Message {
+                time: Cow::Borrowed(&self.time),
+                stream,
+                bytes: Cow::Borrowed(&rest[..len]),
+                truncated: true,
+                partial: false,
+            });
+            self.cut = true;
+            from += len;
+        }
+        self.bytes = self.bytes[from..].to_vec();
+    }
+
     /// Makes room for `additional` bytes, growing as `Vec` does but never past `full`, so
     /// that capacity too stays within the limit.
     fn reserve(&mut self, additional: usize, full: usize) {
@@ -190,23 +240,25 @@ impl PendingLine {
         partial: bool,
         emit: &mut dyn FnMut(Message<'_>),
     ) {
-        emit_end(
-            &self.time,
-            stream,
-            &self.bytes,
-            max,
-            self.cut,
-            partial,
-            emit,
-        );
+        // A line cut early to its last byte has nothing left to say when its end comes.
+        let said = self.cut && self.bytes.is_empty() && !partial;
+        if !said {
+            emit_end(
+                &self.time,
+                stream,
+                &self.bytes,
+                max,
+                self.cut,
+                partial,
+                emit,
+            );
+        }
         self.open = false;
         self.cut = false;
         self.time.clear();
-        if self.bytes.capacity() > RETAINED_CAPACITY {
-            self.bytes = Vec::new();
-        } else {
-            self.bytes.clear();
-        }
+        // Freed, not kept for the next split line: memory held by files with no pending
+        // line would be outside any bound (issue 17). One allocation per split line.
+        self.bytes = Vec::new();
     }
 }
 
@@ -284,6 +336,33 @@ fn cut_point(bytes: &[u8], max: usize) -> usize {
         .find(|&start| bytes.get(start).is_some_and(|&b| !is_continuation(b)))
         .filter(|&start| char_len(bytes, start).is_some_and(|len| start + len > max))
         .unwrap_or(max)
+}
+
+/// How much of `bytes` to emit so as not to split a UTF-8 character at its end: all of it,
+/// or up to 3 bytes less when they are the start of a valid character cut short. Bytes
+/// that are not UTF-8 there do not hold anything back. Never 0 unless `bytes` is that
+/// short start alone.
+fn complete_utf8_prefix(bytes: &[u8]) -> usize {
+    let len = bytes.len();
+    let Some(start) = (1..=CUT_LOOKAHEAD)
+        .filter_map(|back| len.checked_sub(back))
+        .find(|&start| !is_continuation(bytes[start]))
+    else {
+        return len;
+    };
+    let needed = match bytes[start] {
+        0xc2..=0xdf => 2,
+        0xe0..=0xef => 3,
+        0xf0..=0xf4 => 4,
+        _ => return len,
+    };
+    let have = len - start;
+    let valid_so_far = bytes[start + 1..].iter().all(|&b| is_continuation(b));
+    if have < needed && valid_so_far {
+        start
+    } else {
+        len
+    }
 }
 
 /// True for the bytes that continue a UTF-8 character (`0b10xx_xxxx`).

@@ -55,6 +55,17 @@ impl<'a> Annotations<'a> {
         })
     }
 
+    /// The object-wide `<prefix>/<what>` (no stream or container form), e.g. a
+    /// namespace's `shiplog.io/exclude`.
+    pub fn object_wide(&self, what: &str) -> Option<Found<'a>> {
+        self.prefixes.iter().find_map(|prefix| {
+            let (key, value) = self
+                .annotations
+                .get_key_value(&format!("{prefix}/{what}"))?;
+            Some(Found { key, value })
+        })
+    }
+
     /// The pod-wide `<prefix>/topic`, if set and not empty.
     pub fn topic(&self) -> Option<Found<'a>> {
         self.prefixes.iter().find_map(|prefix| {

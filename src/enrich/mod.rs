@@ -2,8 +2,10 @@
 //!
 //! Pure. Everything that depends only on the pod is worked out once per file in a
 //! [`FileContext`]: the `kubernetes` fragment, the topic, and per stream whether it is
-//! excluded and which parser its pod's annotations select. Per line there is the parser or
-//! the JSON merge, the UTF-8 check and a copy of bytes.
+//! excluded (by the pod's annotations or its namespace's) and which parser its pod's
+//! annotations select. The caller works it out again when the pod or its namespace
+//! changes, never per line. Per line there is the parser or the JSON merge, the UTF-8
+//! check and a copy of bytes.
 
 pub mod annotations;
 
@@ -12,9 +14,10 @@ use std::sync::Arc;
 
 use self::annotations::{Annotations, parse_bool};
 use crate::decode::{DecodeError, Message, Stream};
-use crate::kube::{FragmentOptions, LogFileInfo, PodMeta, render_fragment};
+use crate::kube::{FragmentOptions, LogFileInfo, NamespaceMeta, PodMeta, render_fragment};
 use crate::parse::{self, Parser, ParserSet};
 use crate::record::{Flags, Record, Shape};
+use crate::route::allow::TopicOverrides;
 use crate::route::{RouteValues, Template, is_valid_topic};
 
 /// How records are built, fixed at start-up from `[kubernetes]` and `[route]`.
@@ -24,7 +27,10 @@ pub struct Enricher {
     merge_log: bool,
     fragment: FragmentOptions,
     topic: Template,
+    /// `topic` uses the pod's labels or annotations: its filled value is a pod's choice.
+    topic_pod_chosen: bool,
     default_topic: Arc<str>,
+    topic_overrides: TopicOverrides,
     parsers: ParserSet,
     annotation_prefixes: Vec<String>,
     own_pod: Option<(String, String)>,
@@ -45,6 +51,8 @@ pub struct EnrichSettings {
     pub topic: Template,
     /// `route.default_topic`.
     pub default_topic: String,
+    /// `route.topic_overrides`.
+    pub topic_overrides: TopicOverrides,
     /// The parsers annotations may name.
     pub parsers: ParserSet,
     /// `kubernetes.annotation_prefixes`.
@@ -70,6 +78,10 @@ pub struct FileContext {
     /// The topic the pod asked for (template or annotation) was not a legal name, so its
     /// records go to `default_topic`.
     pub illegal_topic: bool,
+    /// The topic the pod asked for (annotation, or template filled from its labels or
+    /// annotations) is outside `route.topic_overrides`: its records keep the topic they
+    /// would have had without it.
+    pub topic_refused: bool,
 }
 
 /// What the pod's annotations ask for one stream of one container.
@@ -113,16 +125,32 @@ impl Enricher {
             shape: Shape::new(&settings.merge_log_key, settings.keep_log),
             merge_log: settings.merge_log,
             fragment: settings.fragment,
+            topic_pod_chosen: !settings.topic.pod_chosen().is_empty(),
             topic: settings.topic,
             default_topic: Arc::from(settings.default_topic),
+            topic_overrides: settings.topic_overrides,
             parsers: settings.parsers,
             annotation_prefixes: settings.annotation_prefixes,
             own_pod: settings.own_pod,
         }
     }
 
-    /// The context of a file whose path says `info`, belonging to `pod` when known.
+    /// The context of a file whose path says `info`, belonging to `pod` when known, its
+    /// namespace's annotations unknown.
     pub fn context(&self, info: Option<&LogFileInfo>, pod: Option<&PodMeta>) -> FileContext {
+        self.context_in(info, pod, None)
+    }
+
+    /// The context of a file whose path says `info`, belonging to `pod` when known, in
+    /// `namespace` when known: a namespace annotated `<prefix>/exclude: "true"` excludes
+    /// every stream of every pod in it, whatever the pods' own annotations say (the
+    /// namespace is the operator's word; a pod cannot opt back in).
+    pub fn context_in(
+        &self,
+        info: Option<&LogFileInfo>,
+        pod: Option<&PodMeta>,
+        namespace: Option<&NamespaceMeta>,
+    ) -> FileContext {
         let Some(info) = info else {
             return FileContext {
                 kubernetes: None,
@@ -133,6 +161,7 @@ impl Enricher {
                 streams: Default::default(),
                 warnings: Vec::new(),
                 illegal_topic: false,
+                topic_refused: false,
             };
         };
         let mut warnings = Vec::new();
@@ -147,7 +176,9 @@ impl Enricher {
         let own = self.own_pod.as_ref().is_some_and(|(namespace, name)| {
             *namespace == info.namespace && *name == info.pod_name
         });
-        let streams = if own {
+        let namespace_excluded =
+            namespace.is_some_and(|namespace| self.namespace_excluded(namespace, &mut warnings));
+        let streams = if own || namespace_excluded {
             streams.map(|rules| StreamRules {
                 excluded: true,
                 ..rules
@@ -166,10 +197,7 @@ impl Enricher {
             labels: pod.map(|p| p.labels.clone()).unwrap_or_default(),
             annotations: pod.map(|p| p.annotations.clone()).unwrap_or_default(),
         };
-        let topic = match steering.topic() {
-            Some(found) => Some(found.value.to_owned()),
-            None => self.topic.render(&route),
-        };
+        let (topic, topic_refused) = self.chosen_topic(&steering, &route, &mut warnings);
         let illegal_topic = topic.as_deref().is_some_and(|topic| !is_valid_topic(topic));
         let topic = match topic {
             Some(topic) if is_valid_topic(&topic) => Arc::from(topic),
@@ -189,7 +217,62 @@ impl Enricher {
             streams,
             warnings,
             illegal_topic,
+            topic_refused,
         }
+    }
+
+    /// The topic of a file's records before the legality check: the pod's
+    /// `<prefix>/topic` when `route.topic_overrides` allows it, else `route.topic` filled
+    /// (checked against the same list when filled from the pod's labels or annotations;
+    /// refused, it is `default_topic`). `None` when the template cannot be filled. Also
+    /// says whether a choice of the pod was refused, with a warning naming the value and
+    /// the rule.
+    fn chosen_topic(
+        &self,
+        steering: &Annotations<'_>,
+        route: &RouteValues,
+        warnings: &mut Vec<String>,
+    ) -> (Option<String>, bool) {
+        let rule = &self.topic_overrides;
+        let namespace = &route.namespace;
+        let mut refused = false;
+        if let Some(found) = steering.topic() {
+            if rule.allows(found.value, namespace) {
+                return (Some(found.value.to_owned()), false);
+            }
+            if !matches!(rule, TopicOverrides::Off) {
+                refused = true;
+                warnings.push(format!(
+                    "{}: {:?} refused by route.topic_overrides {rule}; records keep the topic they would have without it",
+                    found.key, found.value
+                ));
+            }
+        }
+        let topic = self.topic.render(route);
+        match topic {
+            Some(topic) if self.topic_pod_chosen && !rule.allows_template(&topic, namespace) => {
+                warnings.push(format!(
+                    "route.topic {} gives {topic:?}, from the pod's labels or annotations, refused by route.topic_overrides {rule}; records go to {:?}",
+                    self.topic, self.default_topic
+                ));
+                (Some(self.default_topic.to_string()), true)
+            }
+            topic => (topic, refused),
+        }
+    }
+
+    /// Whether the namespace's annotations exclude it.
+    fn namespace_excluded(&self, namespace: &NamespaceMeta, warnings: &mut Vec<String>) -> bool {
+        let annotations = Annotations::new(&namespace.annotations, &self.annotation_prefixes);
+        annotations.object_wide("exclude").is_some_and(|found| {
+            parse_bool(found.value).unwrap_or_else(|| {
+                warnings.push(format!(
+                    "namespace annotation {}: {:?} is not true or false; not excluding",
+                    found.key, found.value
+                ));
+                false
+            })
+        })
     }
 
     fn stream_rules(

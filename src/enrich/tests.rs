@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 use super::*;
 use crate::decode::Stream;
 use crate::parse::ParserSet;
+use crate::route::allow::TopicOverrides;
 
 fn enricher(merge_log: bool, keep_log: bool, topic: &str) -> Enricher {
     Enricher::new(EnrichSettings {
@@ -18,6 +19,7 @@ fn enricher(merge_log: bool, keep_log: bool, topic: &str) -> Enricher {
         },
         topic: Template::compile(topic).expect("valid template"),
         default_topic: "unknown".into(),
+        topic_overrides: TopicOverrides::Any,
         parsers: ParserSet::builtin(),
         annotation_prefixes: vec!["shiplog.io".into(), "fluentbit.io".into()],
         own_pod: Some(("shiplog".into(), "shiplog-x7k2p".into())),
@@ -278,4 +280,117 @@ fn shiplog_never_ships_its_own_pods_lines() {
     };
     assert!(enricher.context(Some(&own), None).all_excluded());
     assert!(!enricher.context(Some(&info()), None).all_excluded());
+}
+
+fn with_overrides(overrides: TopicOverrides, topic: &str) -> Enricher {
+    Enricher::new(EnrichSettings {
+        topic: Template::compile(topic).expect("valid template"),
+        topic_overrides: overrides,
+        ..settings()
+    })
+}
+
+fn settings() -> EnrichSettings {
+    EnrichSettings {
+        merge_log: true,
+        merge_log_key: "data".into(),
+        keep_log: true,
+        fragment: FragmentOptions {
+            labels: true,
+            annotations: true,
+        },
+        topic: Template::compile("{namespace}").expect("valid template"),
+        default_topic: "unknown".into(),
+        topic_overrides: TopicOverrides::default(),
+        parsers: ParserSet::builtin(),
+        annotation_prefixes: vec!["shiplog.io".into()],
+        own_pod: None,
+    }
+}
+
+#[test]
+fn by_default_a_pod_may_specialise_its_namespaces_topic_and_not_reach_another() {
+    let enricher = with_overrides(TopicOverrides::default(), "{namespace}");
+    let cases = [
+        ("shop-audit", "shop-audit", false),
+        ("shop", "shop", false),
+        ("payments", "shop", true),
+        ("shopping", "shop", true),
+    ];
+    for (asked, topic, refused) in cases {
+        let pod = annotated(&[("shiplog.io/topic", asked)]);
+        let context = enricher.context(Some(&info()), Some(&pod));
+        assert_eq!(&*context.route.topic, topic, "{asked}");
+        assert_eq!(context.topic_refused, refused, "{asked}");
+        assert_eq!(context.warnings.len(), usize::from(refused), "{asked}");
+    }
+    let pod = annotated(&[("shiplog.io/topic", "payments")]);
+    let warning = &enricher.context(Some(&info()), Some(&pod)).warnings[0];
+    assert_eq!(
+        warning,
+        r#"shiplog.io/topic: "payments" refused by route.topic_overrides ["{namespace}", "{namespace}-*"]; records keep the topic they would have without it"#
+    );
+}
+
+#[test]
+fn off_ignores_the_annotation_and_any_takes_it_as_it_is() {
+    let pod = annotated(&[("shiplog.io/topic", "payments")]);
+    let off = with_overrides(TopicOverrides::Off, "{namespace}").context(Some(&info()), Some(&pod));
+    assert_eq!((&*off.route.topic, off.topic_refused), ("shop", false));
+    assert!(off.warnings.is_empty(), "{:?}", off.warnings);
+    let any = with_overrides(TopicOverrides::Any, "{namespace}").context(Some(&info()), Some(&pod));
+    assert_eq!((&*any.route.topic, any.topic_refused), ("payments", false));
+}
+
+#[test]
+fn a_topic_template_filled_from_the_pods_labels_is_held_to_the_same_list() {
+    let enricher = with_overrides(TopicOverrides::default(), "{label.team}");
+    // The pod labelled team=payments lives in `shop`.
+    let context = enricher.context(Some(&info()), Some(&pod()));
+    assert_eq!(
+        (&*context.route.topic, context.topic_refused),
+        ("unknown", true)
+    );
+    assert!(
+        context.warnings[0].contains("\"payments\""),
+        "{:?}",
+        context.warnings
+    );
+    let within = with_overrides(TopicOverrides::default(), "{namespace}-{label.team}");
+    let context = within.context(Some(&info()), Some(&pod()));
+    assert_eq!(
+        (&*context.route.topic, context.topic_refused),
+        ("shop-payments", false)
+    );
+    // The annotation refused, the template decides, and is checked in turn.
+    let pod = annotated(&[("shiplog.io/topic", "payments")]);
+    let context = enricher.context(Some(&info()), Some(&pod));
+    assert!(context.topic_refused);
+    assert_eq!(
+        &*context.route.topic, "unknown",
+        "team=payments is refused too"
+    );
+}
+
+#[test]
+fn a_namespace_annotated_to_exclude_excludes_every_stream_whatever_the_pod_says() {
+    let enricher = with_overrides(TopicOverrides::default(), "{namespace}");
+    let namespace = |value: &str| crate::kube::NamespaceMeta {
+        annotations: [("shiplog.io/exclude".to_owned(), value.to_owned())].into(),
+        ..Default::default()
+    };
+    let opted_in = annotated(&[("shiplog.io/exclude", "false")]);
+    let excluded = enricher.context_in(Some(&info()), Some(&opted_in), Some(&namespace("true")));
+    assert!(excluded.all_excluded());
+    let pod_unknown = enricher.context_in(Some(&info()), None, Some(&namespace("true")));
+    assert!(pod_unknown.all_excluded(), "the path says the namespace");
+    let not = enricher.context_in(Some(&info()), Some(&pod()), Some(&namespace("false")));
+    assert!(!not.all_excluded());
+    let junk = enricher.context_in(Some(&info()), Some(&pod()), Some(&namespace("maybe")));
+    assert!(!junk.all_excluded());
+    assert!(
+        junk.warnings[0].contains("namespace annotation shiplog.io/exclude"),
+        "{:?}",
+        junk.warnings
+    );
 }

@@ -67,6 +67,14 @@ impl EventsHandle {
         drop(self.elector.await);
         Ok(())
     }
+
+    /// Handles that end every task at once, for a drain that ran out of time: the Lease is
+    /// then not given up, and another pod takes over once it expires.
+    pub fn abort_handles(&self) -> Vec<tokio::task::AbortHandle> {
+        let mut handles = vec![self.shipper.abort_handle(), self.elector.abort_handle()];
+        handles.extend(self.sinks.iter().map(JoinHandle::abort_handle));
+        handles
+    }
 }
 
 /// Starts standing for election, and shipping events while elected.

@@ -10,7 +10,7 @@ use std::num::NonZeroUsize;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::mpsc as std_mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
@@ -19,9 +19,10 @@ use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client, Config};
 use tokio::sync::{mpsc, oneshot};
 
-use super::PodMeta;
 use super::cache::{CacheWriter, PodCache, pod_cache};
-use super::namespaces::{NamespaceLabels, watch_namespaces};
+use super::namespaces::{NamespaceMeta, Namespaces, watch_namespaces};
+use super::outage::{Outage, rounded};
+use super::{Missing, PodMeta};
 
 /// Why the API client could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -82,32 +83,49 @@ pub struct ApiSettings {
     pub deleted_pod_grace: Duration,
     /// How long a miss waits for its GET.
     pub lookup_timeout: Duration,
-    /// Watch namespaces too, for `kubernetes.namespace_labels`.
+    /// Watch namespaces too, and add their labels to pods (`kubernetes.namespace_labels`).
     pub namespace_labels: bool,
+    /// Watch namespaces too, for their `<prefix>/exclude` (`kubernetes.namespace_exclude`).
+    pub namespace_exclude: bool,
+    /// The steering annotations' prefixes: of a namespace's annotations, only these are
+    /// kept.
+    pub annotation_prefixes: Vec<String>,
 }
 
 /// Starts the watch and the lookup task on the current runtime; returns the lookups handle
 /// the pipeline reads through. Both tasks run until the process ends.
 ///
-/// Waits at most `lookup_timeout` for the first list, so that the files present at start
-/// find their pods in the cache rather than costing one GET each; an API that is down
-/// delays the start by that bound only.
+/// Waits at most `lookup_timeout` for the first lists (pods, and namespaces when they are
+/// watched), so that the files present at start find their pods in the cache rather than
+/// costing one GET each, and a namespace excluded is excluded from the first line; an API
+/// that is down delays the start by that bound only.
 pub async fn start(client: Client, settings: &ApiSettings) -> Lookups {
     let (cache, writer) = pod_cache(settings.capacity, settings.deleted_pod_grace);
-    let namespaces = settings
-        .namespace_labels
-        .then(|| watch_namespaces(client.clone()));
+    let (namespaces, namespaces_listed) = if settings.namespace_labels || settings.namespace_exclude
+    {
+        let (namespaces, listed) = watch_namespaces(client.clone(), &settings.annotation_prefixes);
+        (Some(namespaces), Some(listed))
+    } else {
+        (None, None)
+    };
     let pods: Api<Pod> = Api::all(client.clone());
     let (listed, first_list) = oneshot::channel();
     tokio::spawn(watch(pods, settings.node_name.clone(), writer, listed));
     let (requests, receiver) = mpsc::unbounded_channel();
     tokio::spawn(serve_lookups(client, receiver, settings.lookup_timeout));
-    if tokio::time::timeout(settings.lookup_timeout, first_list)
+    let first_lists = async {
+        // A watch that ended (it never does) counts as listed: nothing more to wait for.
+        first_list.await.ok();
+        if let Some(listed) = namespaces_listed {
+            listed.await.ok();
+        }
+    };
+    if tokio::time::timeout(settings.lookup_timeout, first_lists)
         .await
         .is_err()
     {
         tracing::warn!(
-            "the first pod list did not come within kubernetes.lookup_timeout; starting without it"
+            "the first pod (or namespace) list did not come within kubernetes.lookup_timeout; starting without it"
         );
     }
     Lookups {
@@ -115,6 +133,7 @@ pub async fn start(client: Client, settings: &ApiSettings) -> Lookups {
         requests,
         timeout: settings.lookup_timeout,
         namespaces,
+        namespace_labels: settings.namespace_labels,
     }
 }
 
@@ -133,13 +152,12 @@ async fn watch(
     let config = watcher::Config::default().fields(&format!("spec.nodeName={node_name}"));
     let stream = watcher::watcher(pods, config).default_backoff();
     let mut stream = std::pin::pin!(stream);
-    let mut failing = false;
+    let mut outage = Outage::default();
     while let Some(event) = stream.next().await {
         match event {
             Ok(event) => {
-                if failing {
-                    tracing::info!("pod watch recovered");
-                    failing = false;
+                if let Some(lasted) = outage.event(&event, Instant::now()) {
+                    tracing::info!(outage = %rounded(lasted), "pod watch recovered");
                 }
                 let done = matches!(event, Event::InitDone);
                 apply(&mut writer, event);
@@ -149,9 +167,8 @@ async fn watch(
                 }
             }
             // Every watcher error is retried with backoff; say so once per outage.
-            Err(error) if !failing => {
+            Err(error) if outage.failed(Instant::now()) => {
                 tracing::warn!(%error, "pod watch failed; retrying with backoff (pods not cached get file-name metadata meanwhile)");
-                failing = true;
             }
             Err(error) => tracing::debug!(%error, "pod watch still failing"),
         }
@@ -180,7 +197,7 @@ fn apply(writer: &mut CacheWriter, event: Event<Pod>) {
 struct Lookup {
     namespace: String,
     name: String,
-    reply: std_mpsc::SyncSender<Option<PodMeta>>,
+    reply: std_mpsc::SyncSender<Result<Option<PodMeta>, String>>,
 }
 
 /// Serves lookups, each GET on its own task so a slow one holds up no other.
@@ -196,12 +213,12 @@ async fn serve_lookups(
             // an API that does not answer at all.
             let got = tokio::time::timeout(timeout, pods.get_opt(&lookup.name)).await;
             let meta = match got {
-                Ok(Ok(pod)) => pod.as_ref().and_then(PodMeta::from_pod),
+                Ok(Ok(pod)) => Ok(pod.as_ref().and_then(PodMeta::from_pod)),
                 Ok(Err(error)) => {
                     tracing::debug!(%error, pod = %lookup.name, "pod lookup failed");
-                    None
+                    Err(error.to_string())
                 }
-                Err(_) => None,
+                Err(_) => Ok(None),
             };
             // The caller may have stopped waiting; then the answer is not needed.
             drop(lookup.reply.send(meta));
@@ -215,16 +232,24 @@ pub struct Lookups {
     cache: PodCache,
     requests: mpsc::UnboundedSender<Lookup>,
     timeout: Duration,
-    /// Namespace labels, when `kubernetes.namespace_labels` asks for them.
-    namespaces: Option<NamespaceLabels>,
+    /// Namespaces, when `kubernetes.namespace_labels` or `namespace_exclude` asks for them.
+    namespaces: Option<Namespaces>,
+    /// Pods carry their namespace's labels.
+    namespace_labels: bool,
 }
 
 impl Lookups {
     /// The pod from the cache; on a miss one GET, waited for at most `lookup_timeout` (not
-    /// at all while the API is known unreachable). Blocks: call it off the runtime.
-    pub fn pod(&self, namespace: &str, name: &str) -> Option<Arc<PodMeta>> {
+    /// at all while the API is known unreachable), or why there is none. Blocks: call it
+    /// off the runtime.
+    pub fn pod(&self, namespace: &str, name: &str) -> Result<Arc<PodMeta>, Missing> {
         self.fetch(namespace, name)
             .map(|meta| self.with_namespace_labels(meta))
+    }
+
+    /// The namespace `name`, when namespaces are watched and it is known.
+    pub fn namespace(&self, name: &str) -> Option<Arc<NamespaceMeta>> {
+        self.namespaces.as_ref()?.get(name)
     }
 
     /// The pod with its namespace's labels, when they are asked for and known: a copy of
@@ -233,7 +258,8 @@ impl Lookups {
         let Some(labels) = self
             .namespaces
             .as_ref()
-            .and_then(|namespaces| namespaces.get(&meta.namespace))
+            .filter(|_| self.namespace_labels)
+            .and_then(|namespaces| namespaces.labels(&meta.namespace))
         else {
             return meta;
         };
@@ -243,12 +269,15 @@ impl Lookups {
         })
     }
 
-    fn fetch(&self, namespace: &str, name: &str) -> Option<Arc<PodMeta>> {
+    fn fetch(&self, namespace: &str, name: &str) -> Result<Arc<PodMeta>, Missing> {
         if let Some(meta) = self.cache.get(namespace, name) {
-            return Some(meta);
+            return Ok(meta);
         }
-        if self.timeout.is_zero() || self.cache.unreachable() {
-            return None;
+        if self.cache.unreachable() {
+            return Err(Missing::ApiUnreachable);
+        }
+        if self.timeout.is_zero() {
+            return Err(Missing::NotWatchedYet);
         }
         let (reply, answer) = std_mpsc::sync_channel(1);
         let lookup = Lookup {
@@ -256,15 +285,17 @@ impl Lookups {
             name: name.to_owned(),
             reply,
         };
-        self.requests.send(lookup).ok()?;
+        let stopped = || Missing::LookupFailed("the lookup task stopped".to_owned());
+        self.requests.send(lookup).map_err(|_| stopped())?;
         match answer.recv_timeout(self.timeout) {
-            Ok(Some(meta)) => Some(self.cache.fetched(meta)),
-            Ok(None) => None,
+            Ok(Ok(Some(meta))) => Ok(self.cache.fetched(meta)),
+            Ok(Ok(None)) => Err(Missing::NotFound),
+            Ok(Err(reason)) => Err(Missing::LookupFailed(reason)),
             Err(std_mpsc::RecvTimeoutError::Timeout) => {
                 self.cache.lookup_timed_out();
-                None
+                Err(Missing::TimedOut)
             }
-            Err(std_mpsc::RecvTimeoutError::Disconnected) => None,
+            Err(std_mpsc::RecvTimeoutError::Disconnected) => Err(stopped()),
         }
     }
 
@@ -275,9 +306,11 @@ impl Lookups {
             .map(|meta| self.with_namespace_labels(meta))
     }
 
-    /// The cache's change counter.
+    /// A counter that moves at every change of a pod or of a namespace (both counters
+    /// only grow, so their sum moves whenever either does).
     pub fn version(&self) -> u64 {
-        self.cache.version()
+        let namespaces = self.namespaces.as_ref().map_or(0, Namespaces::version);
+        self.cache.version().wrapping_add(namespaces)
     }
 
     /// Whether the watch has listed the node's pods at least once.

@@ -10,40 +10,46 @@
 //! Every channel is bounded and rendered chunks hold bytes of the memory budget until all
 //! sinks deliver them, so a slow sink slows reading instead of growing memory. A run ends
 //! the mini-redis way: each stage returns when its input closes, dropping its outputs.
+//!
+//! [`supervise`] is the process's life: one config's run ([`run`]) after another, each
+//! config first put through [`validate`] (the checks `shiplog check` makes), with the
+//! metrics, the HTTP server and the signal handlers made once and outliving every run.
 
 mod acks;
 mod checkpoint;
 mod memory;
 mod process;
+mod run;
 mod shutdown;
+mod supervisor;
+mod validate;
 
 use std::collections::BTreeMap;
-use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc as std_mpsc;
 
 use tokio::sync::mpsc;
 
 use crate::checkpoint::Store;
-use crate::config::{Config, ConfigError, MetadataSource};
+use crate::config::{Config, ConfigError};
 use crate::enrich::{EnrichSettings, Enricher};
-use crate::kube::{ApiSettings, FragmentOptions, Metadata, PodIndex};
+use crate::kube::FragmentOptions;
 use crate::liveness::Stage;
 use crate::metrics::Metrics;
 use crate::parse::{ParserError, ParserSet};
 use crate::route::Template;
-use crate::server;
-use crate::sink::task::{SinkFailed, SinkStats, SinkTask};
-use crate::sink::{BatchLimits, Rendered, Sink};
-use crate::tail::{FileSet, Resume, TailEvent, TailSettings, Tailer, Wake};
+use crate::sink::task::{SinkFailed, SinkStats};
+use crate::sink::{Rendered, Sink};
+use crate::tail::{Resume, TailEvent};
 
 pub use acks::{AckTracker, Acked, Committed};
 pub use checkpoint::{Checkpointer, FileNote};
 pub use memory::MemoryBudget;
 pub use process::{ProcessStats, Processor};
 pub use shutdown::{Signal, Signals};
+pub use supervisor::{RESTORE_RETRY, supervise};
+pub use validate::{MetadataPlan, Validated, survey, validate};
 
 /// Room a line may take beyond `max_line_bytes` before the reader cuts it raw: the runtime's
 /// own framing (timestamp, JSON escapes) around a message of `max_line_bytes`.
@@ -81,8 +87,6 @@ pub struct Summary {
     pub sinks: Vec<SinkStats>,
     /// Each file's offset up to which every sink has delivered, by resolved path.
     pub delivered: BTreeMap<PathBuf, u64>,
-    /// The run ended for a reload (SIGHUP): run again with this config.
-    pub reload: Option<Box<Config>>,
 }
 
 /// How a run ends.
@@ -92,190 +96,6 @@ pub enum Mode {
     Once,
     /// Follow files until SIGTERM or SIGINT, then drain within `shutdown_timeout`.
     Follow,
-}
-
-/// Runs the collector.
-pub async fn run(config: &Config, mode: Mode) -> Result<Summary, RunError> {
-    let metadata = metadata(config).await?;
-    let readiness_source = metadata.clone();
-    let enricher = enricher(config)?;
-    let files = FileSet::new(&config.tail.include, &config.tail.exclude)
-        .map_err(|e| ConfigError::new(&config.source, "tail", e.to_string()))?;
-    let metrics = Arc::new(Metrics::new());
-    let sinks = open_sinks(config, &metrics)?;
-    let (store, resume, first_start) = open_store(config)?;
-    let _server = start_server(config, &metrics).await?;
-    let events = start_events(config, mode, &metrics).await?;
-    let budget = Arc::new(MemoryBudget::new(
-        config.pipeline.memory_limit,
-        metrics.inflight_bytes.clone(),
-    ));
-    let stopping = Arc::new(AtomicBool::new(false));
-
-    let (events_tx, events_rx) = mpsc::channel(CHANNEL_CHUNKS);
-    let (wake_tx, wake_rx) = std_mpsc::channel();
-    let settings = TailSettings {
-        read_from: config.tail.read_from,
-        max_pending: config
-            .tail
-            .max_line_bytes
-            .saturating_add(LINE_FRAMING_SLACK),
-        rescan_interval: config.tail.rescan_interval,
-        rotate_wait: config.tail.rotate_wait,
-        once: mode == Mode::Once,
-    };
-    let tailer = Tailer::new(
-        settings,
-        files,
-        resume,
-        first_start,
-        events_tx,
-        (wake_tx.clone(), wake_rx),
-        Arc::clone(&metrics),
-    );
-    let reader = tokio::task::spawn_blocking(move || tailer.run());
-
-    let limits = BatchLimits {
-        max_events: config.pipeline.batch_max_events,
-        max_bytes: usize::try_from(config.pipeline.batch_max_bytes).unwrap_or(usize::MAX),
-        timeout: config.pipeline.batch_timeout,
-    };
-    let (delivered_tx, delivered_rx) = mpsc::channel(CHANNEL_CHUNKS);
-    let mut sink_inputs = Vec::new();
-    let mut sink_tasks = Vec::new();
-    for (name, sink) in sinks {
-        let (tx, input) = mpsc::channel(CHANNEL_CHUNKS);
-        sink_inputs.push(tx);
-        let delivered = delivered_tx.clone();
-        let metrics = Arc::clone(&metrics);
-        let task = SinkTask {
-            name,
-            sink,
-            limits,
-            input,
-            delivered,
-            metrics,
-        };
-        sink_tasks.push(tokio::spawn(task.run()));
-    }
-    drop(delivered_tx);
-
-    let (notes_tx, notes_rx) = mpsc::unbounded_channel();
-    let stage = ProcessStage {
-        processor: Processor::new(enricher, metadata, config.tail.max_line_bytes),
-        sinks: sink_inputs,
-        notes: notes_tx,
-        budget: Arc::clone(&budget),
-        stopping: Arc::clone(&stopping),
-        metrics: Arc::clone(&metrics),
-        published: ProcessStats::default(),
-    };
-    let processing = tokio::task::spawn_blocking(move || stage.run(events_rx));
-    let checkpointer = Checkpointer::new(
-        store,
-        sink_tasks.len(),
-        budget,
-        config.state.commit_interval,
-        Arc::clone(&metrics),
-    );
-    let checkpoints = tokio::spawn(checkpointer.run(notes_rx, delivered_rx));
-    let _readiness = AbortOnDrop(Some(tokio::spawn(track_readiness(
-        readiness_source,
-        Arc::clone(&metrics),
-    ))));
-
-    let finish = async {
-        let mut summary = Summary::default();
-        for task in sink_tasks {
-            summary.sinks.push(task.await.map_err(internal)??);
-        }
-        summary.delivered = checkpoints.await.map_err(internal)?;
-        summary.processed = processing.await.map_err(internal)?;
-        reader.await.map_err(internal)?;
-        Ok(summary)
-    };
-    if mode == Mode::Once {
-        return finish.await;
-    }
-    tokio::pin!(finish);
-    let mut signals = Signals::new(&config.source);
-    let reload = loop {
-        tokio::select! {
-            result = &mut finish => return result,
-            signal = signals.next() => match signal {
-                Signal::Stop(name) => {
-                    tracing::info!(signal = name, "stopping: draining in-flight records");
-                    break None;
-                }
-                Signal::Reload | Signal::ConfigChanged => match reloaded(config).await {
-                    Ok(new) if signal == Signal::ConfigChanged && new == *config => {
-                        tracing::debug!("the config file's folder changed; the config did not");
-                    }
-                    Ok(new) => {
-                        tracing::info!("reloading: draining in-flight records, then running the new config");
-                        break Some(Box::new(new));
-                    }
-                    Err(error) => tracing::error!(%error, "reload refused; the running config stays"),
-                },
-            },
-        }
-    };
-    stopping.store(true, Ordering::Relaxed);
-    if wake_tx.send(Wake::Stop).is_err() {
-        tracing::debug!("the tail engine had already stopped");
-    }
-    let drain = async {
-        let events = match events {
-            Some(events) => events.stop().await,
-            None => Ok(()),
-        };
-        let summary = finish.await?;
-        events?;
-        Ok(summary)
-    };
-    match tokio::time::timeout(config.pipeline.shutdown_timeout, drain).await {
-        Ok(result) => result.map(|summary| Summary { reload, ..summary }),
-        Err(_) => {
-            tracing::warn!(
-                "shutdown_timeout passed before every sink delivered; undelivered lines will be read again at the next start"
-            );
-            Ok(Summary {
-                reload,
-                ..Summary::default()
-            })
-        }
-    }
-}
-
-/// The config file read again and checked as far as a start would check it (keys, parsers,
-/// templates, the pods file), without touching anything the running pipeline owns.
-async fn reloaded(config: &Config) -> Result<Config, RunError> {
-    let new = Config::load(&config.source)?;
-    match new.kubernetes.metadata {
-        // Building a client checks the kubeconfig without starting a second watch.
-        MetadataSource::Api => {
-            crate::kube::client(new.kubernetes.kubeconfig.as_deref())
-                .await
-                .map_err(|e| {
-                    ConfigError::new(&new.source, "kubernetes.kubeconfig", e.to_string())
-                })?;
-        }
-        MetadataSource::File | MetadataSource::Off => drop(metadata(&new).await?),
-    }
-    enricher(&new)?;
-    FileSet::new(&new.tail.include, &new.tail.exclude)
-        .map_err(|e| ConfigError::new(&new.source, "tail", e.to_string()))?;
-    Ok(new)
-}
-
-/// Keeps `/readyz` in step with the metadata source: ready once the pipeline runs and the
-/// source knows the node's pods (the API watch has listed them).
-async fn track_readiness(metadata: Metadata, metrics: Arc<Metrics>) {
-    let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
-    loop {
-        tick.tick().await;
-        metrics.set_ready(metadata.synced());
-    }
 }
 
 /// The processor thread and its connections.
@@ -308,6 +128,16 @@ impl ProcessStage {
         m.kube_cache_hits.inc_by(now.pods_known - was.pods_known);
         m.kube_cache_misses
             .inc_by(now.pods_unknown - was.pods_unknown);
+        m.records_without_metadata
+            .inc_by(now.without_metadata - was.without_metadata);
+        for (namespace, records) in self.processor.take_refused_topics() {
+            let label = crate::metrics::NamespaceLabel { namespace };
+            m.topic_overrides_refused
+                .get_or_create(&label)
+                .inc_by(records);
+        }
+        m.pending_lines_cut
+            .inc_by(now.pending_lines_cut - was.pending_lines_cut);
         m.files_open
             .set(i64::try_from(self.processor.open_files()).unwrap_or(i64::MAX));
     }
@@ -345,6 +175,7 @@ impl ProcessStage {
                     fingerprint: *fingerprint,
                     path: found.target.clone(),
                     offset: *offset,
+                    found_at: Some(found.path.clone()),
                 };
                 // The checkpoint task outlives this thread; a failed send means it died,
                 // and the sinks' failures will say why.
@@ -358,10 +189,19 @@ impl ProcessStage {
             TailEvent::Lines { .. } => None,
         };
         let chunk = self.processor.handle(event);
+        // Past their share of the budget, the lines pending longest go out as they stand.
+        let limit = usize::try_from(self.budget.pending_limit()).unwrap_or(usize::MAX);
+        let cut = self.processor.cut_oldest_pending(limit);
+        self.budget
+            .set_pending(self.processor.pending_bytes() as u64);
         self.publish();
-        let Some(chunk) = chunk else {
-            return true;
-        };
+        let delivered = chunk.is_none_or(|chunk| self.deliver(chunk, closed));
+        delivered && cut.into_iter().all(|chunk| self.deliver(chunk, None))
+    }
+
+    /// Takes `chunk`'s bytes from the budget and sends it to every sink; false when the
+    /// pipeline downstream is gone. `closed`: the chunk is its file's last.
+    fn deliver(&mut self, chunk: Rendered, closed: Option<(u64, bool)>) -> bool {
         let liveness = &self.metrics.liveness;
         let stopping = || self.stopping.load(Ordering::Relaxed);
         let acquired = {
@@ -386,41 +226,6 @@ impl ProcessStage {
             .iter()
             .all(|sink| sink.blocking_send(Arc::clone(&chunk)).is_ok())
     }
-}
-
-/// Aborts a helper task (the server, the readiness probe) when the run ends.
-struct AbortOnDrop(Option<tokio::task::JoinHandle<()>>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        if let Some(task) = self.0.take() {
-            task.abort();
-        }
-    }
-}
-
-/// Binds `server.listen` (a taken or unusable address is a start-up error) and serves
-/// `/healthz`, `/readyz` and `/metrics` for the rest of the run.
-async fn start_server(config: &Config, metrics: &Arc<Metrics>) -> Result<AbortOnDrop, ConfigError> {
-    let Some(address) = config.server.listen else {
-        return Ok(AbortOnDrop(None));
-    };
-    let listener = tokio::net::TcpListener::bind(address)
-        .await
-        .map_err(|error| {
-            ConfigError::new(
-                &config.source,
-                "server.listen",
-                format!("cannot listen on {address}: {error}"),
-            )
-        })?;
-    let bound = listener.local_addr().map_or(address, |bound| bound);
-    tracing::info!(address = %bound, "serving /healthz, /readyz and /metrics");
-    // A piece of work, or the gap between checkpoint ticks, may last a few commit
-    // intervals, and never less than 10 s.
-    let alive_within = (config.state.commit_interval * 5).max(std::time::Duration::from_secs(10));
-    let task = tokio::spawn(server::serve(listener, Arc::clone(metrics), alive_within));
-    Ok(AbortOnDrop(Some(task)))
 }
 
 /// With `[events] enabled`, stands for election and ships Kubernetes events while elected
@@ -474,6 +279,7 @@ fn open_store(config: &Config) -> Result<(Store, Vec<Resume>, bool), ConfigError
             fingerprint: c.fingerprint,
             path: c.path,
             offset: c.offset,
+            found_at: c.found_at,
         })
         .partition(|resume| !crate::tail::is_gone(resume));
     // A file deleted while shiplog was down (its pod's folder removed by the kubelet, or a
@@ -490,40 +296,6 @@ fn open_store(config: &Config) -> Result<(Store, Vec<Resume>, bool), ConfigError
     Ok((store, resume, first_start))
 }
 
-async fn metadata(config: &Config) -> Result<Metadata, ConfigError> {
-    let kube = &config.kubernetes;
-    match config.kubernetes.metadata {
-        MetadataSource::Off => Ok(Metadata::Off),
-        MetadataSource::File => {
-            let path = config.kubernetes.pods_file.as_deref().ok_or_else(|| {
-                ConfigError::new(
-                    &config.source,
-                    "kubernetes.pods_file",
-                    "required when metadata = \"file\"",
-                )
-            })?;
-            PodIndex::load(path).map(Metadata::File).map_err(|e| {
-                ConfigError::new(&config.source, "kubernetes.pods_file", e.to_string())
-            })
-        }
-        MetadataSource::Api => {
-            let client = crate::kube::client(kube.kubeconfig.as_deref())
-                .await
-                .map_err(|e| {
-                    ConfigError::new(&config.source, "kubernetes.kubeconfig", e.to_string())
-                })?;
-            let settings = ApiSettings {
-                node_name: kube.node_name.clone(),
-                capacity: NonZeroUsize::new(kube.cache_capacity).unwrap_or(NonZeroUsize::MIN),
-                deleted_pod_grace: kube.deleted_pod_grace,
-                lookup_timeout: kube.lookup_timeout,
-                namespace_labels: kube.namespace_labels,
-            };
-            Ok(Metadata::Api(crate::kube::start(client, &settings).await))
-        }
-    }
-}
-
 /// The built-in parsers plus those of `[parsers] dirs`, checked (examples included).
 pub fn parsers(config: &Config) -> Result<ParserSet, ParserError> {
     let mut parsers = ParserSet::builtin();
@@ -538,7 +310,8 @@ pub fn parsers(config: &Config) -> Result<ParserSet, ParserError> {
     Ok(parsers)
 }
 
-fn enricher(config: &Config) -> Result<Enricher, RunError> {
+/// The enricher of `config`, selecting among `parsers`.
+fn enricher(config: &Config, parsers: ParserSet) -> Result<Enricher, RunError> {
     let kube = &config.kubernetes;
     // Checked when the config was loaded.
     let topic = Template::compile(&config.route.topic)
@@ -553,7 +326,8 @@ fn enricher(config: &Config) -> Result<Enricher, RunError> {
         },
         topic,
         default_topic: config.route.default_topic.clone(),
-        parsers: parsers(config)?,
+        topic_overrides: config.route.topic_overrides.clone(),
+        parsers,
         annotation_prefixes: kube.annotation_prefixes.clone(),
         own_pod: own_pod(),
     }))
@@ -567,8 +341,4 @@ fn own_pod() -> Option<(String, String)> {
         .filter(|v| !v.is_empty())?;
     let name = std::env::var("POD_NAME").ok().filter(|v| !v.is_empty())?;
     Some((namespace, name))
-}
-
-fn internal(error: tokio::task::JoinError) -> RunError {
-    RunError::Internal(error.to_string())
 }

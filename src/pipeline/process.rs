@@ -1,8 +1,18 @@
 //! The processing step: tail events in, rendered chunks out, one file's state at a time.
 //!
 //! Plain synchronous code on its own thread. Per file it keeps the detected format, the
-//! reassembler of split lines and the [`FileContext`] worked out when the file was opened;
-//! per chunk it decodes, reassembles, enriches and renders every line into one buffer.
+//! reassembler of split lines and the [`FileContext`] worked out from its pod and
+//! namespace; per chunk it decodes, reassembles, enriches and renders every line into one
+//! buffer. The context follows the cluster: before each chunk one load of the metadata's
+//! version says whether anything changed since the file's context was worked out, and
+//! only then is the pod looked up again (in the cache, never waiting) and the context
+//! rebuilt if the pod or its namespace differ: an annotation added to a running pod
+//! applies from the next chunk read after its watch event.
+//!
+//! The lines still being reassembled (CRI `P` pieces, docker 16 KiB splits) of all files
+//! together hold at most a share of the memory budget: past it, the line pending longest
+//! is shipped as it stands, flagged `truncated` ([`Processor::cut_oldest_pending`]; issue
+//! 17: 500 files each waiting for its line's end took 218 MiB with a 16 MiB limit).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,7 +20,7 @@ use std::time::SystemTime;
 
 use crate::decode::{self, DecodeError, Format, Message, Reassembler, Stream};
 use crate::enrich::{Enricher, FileContext, Outcome};
-use crate::kube::{LogFileInfo, Metadata, PodMeta};
+use crate::kube::{LogFileInfo, Metadata, Missing, NamespaceMeta, PodMeta};
 use crate::sink::{AckId, Rendered};
 use crate::tail::{FoundFile, LineEnd, Lines, TailEvent};
 
@@ -43,16 +53,47 @@ pub struct ProcessStats {
     pub pods_unknown: u64,
     /// Of those, files whose pod turned up later: their next records carry it.
     pub pods_found_late: u64,
+    /// Files whose context was worked out again because their pod or its namespace changed
+    /// (an annotation or a label) while they were open.
+    pub contexts_rebuilt: u64,
+    /// Records that went out without their pod's metadata (the pod unknown to the source,
+    /// the API down, a file name off the kubelet's naming); not counted with
+    /// `metadata = "off"`, where no record has any.
+    pub without_metadata: u64,
+    /// Lines waiting for their end shipped early, flagged `truncated`, to keep the pending
+    /// lines of all files within their share of the memory budget.
+    pub pending_lines_cut: u64,
+}
+
+/// What a file's context was worked out from, to tell when it must be worked out again.
+#[derive(Debug)]
+struct Subject {
+    /// What the file's path says; `None` off the kubelet's naming (nothing to follow).
+    info: Option<LogFileInfo>,
+    /// The metadata version when the pod and namespace were last looked up: while it
+    /// stays the same, nothing is looked up (one atomic load per chunk).
+    seen: u64,
+    /// The pod, once known.
+    pod: Option<Arc<PodMeta>>,
+    /// The namespace, when namespaces are watched and it is known.
+    namespace: Option<Arc<NamespaceMeta>>,
+}
+
+/// Whether `new` says something else than `old`: a different value, not merely another
+/// copy of the same one (a pod's status changes often; its labels rarely).
+fn differs<T: PartialEq>(old: Option<&Arc<T>>, new: Option<&Arc<T>>) -> bool {
+    match (old, new) {
+        (Some(old), Some(new)) => !Arc::ptr_eq(old, new) && **old != **new,
+        (None, None) => false,
+        _ => true,
+    }
 }
 
 /// One open file's state.
 #[derive(Debug)]
 struct OpenFile {
     context: FileContext,
-    /// A file of a pod not known when it was opened, and the metadata version then: its
-    /// context is rebuilt once the pod turns up (at most once per version change, never
-    /// per line).
-    awaiting_pod: Option<(LogFileInfo, u64)>,
+    subject: Subject,
     format: Option<Format>,
     reassembler: Reassembler,
     /// Where the line each stream is still reassembling began (stdout, stderr): no offset
@@ -63,6 +104,9 @@ struct OpenFile {
     offset: u64,
     /// The size of the file's last rendered chunk, to size the next one's buffers.
     last_chunk: ChunkSize,
+    /// When (in the processor's count of events) the reassembler last went from holding
+    /// nothing to holding a pending line: the smallest is the line pending longest.
+    pending_since: Option<u64>,
 }
 
 /// The most rendered bytes per input byte a chunk's buffer is sized for in advance.
@@ -125,6 +169,13 @@ pub struct Processor {
     stats: ProcessStats,
     /// Warnings already logged, by pod (namespace, name): once per pod is enough.
     warned: std::collections::HashSet<(String, String, String)>,
+    /// Records whose pod's topic choice was refused by `route.topic_overrides`, by
+    /// namespace, since the last [`Processor::take_refused_topics`].
+    refused_topics: HashMap<String, u64>,
+    /// What every file's reassembler holds, in sum (kept equal to it).
+    pending_bytes: usize,
+    /// Events handled: the clock of `OpenFile::pending_since`.
+    events: u64,
 }
 
 impl Processor {
@@ -137,7 +188,61 @@ impl Processor {
             files: HashMap::new(),
             stats: ProcessStats::default(),
             warned: Default::default(),
+            refused_topics: HashMap::new(),
+            pending_bytes: 0,
+            events: 0,
         }
+    }
+
+    /// Records whose topic choice was refused, by namespace, since the last call.
+    pub fn take_refused_topics(&mut self) -> HashMap<String, u64> {
+        std::mem::take(&mut self.refused_topics)
+    }
+
+    /// The memory lines still being reassembled hold, over all files.
+    pub fn pending_bytes(&self) -> usize {
+        self.pending_bytes
+    }
+
+    /// While the pending lines of all files hold more than `limit` bytes, ships the one
+    /// pending longest as it stands, as pieces flagged `truncated` (its further pieces are
+    /// flagged too); returns a chunk per file cut. Its offset still cannot pass the line's
+    /// start until the line ends, so a crash repeats the pieces, never loses them.
+    pub fn cut_oldest_pending(&mut self, limit: usize) -> Vec<Rendered> {
+        let mut chunks = Vec::new();
+        // Each file is cut at most once: a cut leaves it at most a character's bytes.
+        for _ in 0..self.files.len() {
+            if self.pending_bytes <= limit {
+                break;
+            }
+            let oldest = self
+                .files
+                .iter()
+                .filter(|(_, state)| state.reassembler.held_bytes() > 0)
+                .filter_map(|(file, state)| Some((state.pending_since?, *file)))
+                .min();
+            let Some((_, file)) = oldest else { break };
+            chunks.extend(self.cut_pending(file));
+        }
+        chunks
+    }
+
+    /// Ships what `file`'s pending lines hold as flagged pieces, in a chunk of its own.
+    fn cut_pending(&mut self, file: u64) -> Option<Rendered> {
+        let state = self.files.get_mut(&file)?;
+        let now = now_rfc3339();
+        let mut out = ChunkWriter::new(&self.enricher, &state.context, &now, (0, 0));
+        let held = state.reassembler.held_bytes();
+        let cut = state
+            .reassembler
+            .cut_pending(&mut |message| out.message(&message));
+        self.stats.pending_lines_cut += cut as u64;
+        self.pending_bytes = self.pending_bytes - held + state.reassembler.held_bytes();
+        self.events += 1;
+        state.pending_since = Some(self.events);
+        out.add_counts(&mut self.stats);
+        let resume_offset = state.resume_offset();
+        Some(out.finish(file, &mut state.next_seq, resume_offset, 0))
     }
 
     /// How many files are open now.
@@ -154,6 +259,7 @@ impl Processor {
     /// `Lines` and `Closed` event produces a chunk, even an empty one, so that each file's
     /// chunk sequence has no gaps and its offsets can be acknowledged.
     pub fn handle(&mut self, event: TailEvent) -> Option<Rendered> {
+        self.events += 1;
         match event {
             TailEvent::Opened {
                 file,
@@ -171,36 +277,57 @@ impl Processor {
 
     fn open(&mut self, file: u64, found: &FoundFile, offset: u64) {
         let info = LogFileInfo::from_paths(&found.path, &found.target);
-        // Read the version before the lookup: a pod learnt meanwhile then moves it.
+        // Read the version before the lookups: a change meanwhile then moves it.
         let version = self.metadata.version();
-        let pod = info.as_ref().and_then(|info| self.metadata.pod(info));
-        let context = self.context(info.as_ref(), pod.as_deref());
+        let pod = match &info {
+            Some(info) => self.metadata.pod(info),
+            None => Err(Missing::NotKubeletPath),
+        };
+        let namespace = info
+            .as_ref()
+            .and_then(|info| self.metadata.namespace(&info.namespace));
+        let context = self.context(info.as_ref(), pod.as_deref().ok(), namespace.as_deref());
         self.stats.files += 1;
         self.stats.illegal_topics += u64::from(context.illegal_topic);
-        self.stats.pods_known += u64::from(pod.is_some());
-        let awaiting_pod = match (info, &pod) {
-            (Some(info), None) if !matches!(self.metadata, Metadata::Off) => {
-                self.stats.pods_unknown += 1;
-                Some((info, version))
+        self.stats.pods_known += u64::from(pod.is_ok());
+        match &pod {
+            Err(Missing::Off) | Ok(_) => {}
+            Err(missing) => {
+                self.stats.pods_unknown += u64::from(info.is_some());
+                tracing::info!(
+                    path = %found.path.display(), reason = %missing,
+                    "records of this file go out without their pod's metadata (what the file name says) until the pod is known"
+                );
             }
-            _ => None,
+        }
+        let subject = Subject {
+            info,
+            seen: version,
+            pod: pod.ok(),
+            namespace,
         };
         let state = OpenFile {
             context,
-            awaiting_pod,
+            subject,
             format: None,
             reassembler: Reassembler::new(self.max_line_bytes),
             pending_start: [None, None],
             next_seq: 0,
             offset,
             last_chunk: ChunkSize::GUESS,
+            pending_since: None,
         };
         self.files.insert(file, state);
     }
 
     /// The context of a file, its warnings logged once per pod.
-    fn context(&mut self, info: Option<&LogFileInfo>, pod: Option<&PodMeta>) -> FileContext {
-        let context = self.enricher.context(info, pod);
+    fn context(
+        &mut self,
+        info: Option<&LogFileInfo>,
+        pod: Option<&PodMeta>,
+        namespace: Option<&NamespaceMeta>,
+    ) -> FileContext {
+        let context = self.enricher.context_in(info, pod, namespace);
         if let Some(info) = info {
             for warning in &context.warnings {
                 let key = (
@@ -216,34 +343,56 @@ impl Processor {
         context
     }
 
-    /// Rebuilds the context of a file opened without its pod, if the pod is known now.
-    fn refresh(&mut self, file: u64) {
+    /// Works the file's context out again if its pod or its namespace changed since it was
+    /// last worked out: the pod turned up (a static pod's mirror pod, a pod the API did not
+    /// know at first), or its labels or annotations changed. Costs one atomic load while
+    /// nothing changed. A pod that left the cache (deleted past its grace, evicted) leaves
+    /// the context as it was.
+    fn follow(&mut self, file: u64) {
         let version = self.metadata.version();
         let Some(state) = self.files.get_mut(&file) else {
             return;
         };
-        let Some((info, seen)) = &mut state.awaiting_pod else {
-            return;
-        };
-        if *seen == version {
+        let subject = &mut state.subject;
+        if subject.seen == version {
             return;
         }
-        *seen = version;
-        let Some(pod) = self.metadata.cached(info) else {
+        subject.seen = version;
+        let Some(info) = &subject.info else {
             return;
         };
-        let Some((info, _)) = state.awaiting_pod.take() else {
+        let pod = self.metadata.cached(info);
+        let namespace = self.metadata.namespace(&info.namespace);
+        let pod_changed = pod.is_some() && differs(subject.pod.as_ref(), pod.as_ref());
+        if !pod_changed && !differs(subject.namespace.as_ref(), namespace.as_ref()) {
             return;
-        };
-        let context = self.context(Some(&info), Some(&pod));
-        self.stats.pods_found_late += 1;
+        }
+        let found_late = subject.pod.is_none() && pod.is_some();
+        if pod.is_some() {
+            subject.pod = pod;
+        }
+        subject.namespace = namespace;
+        let (info, pod, namespace) = (info.clone(), subject.pod.clone(), subject.namespace.clone());
+        let context = self.context(Some(&info), pod.as_deref(), namespace.as_deref());
+        self.stats.contexts_rebuilt += 1;
+        if found_late {
+            self.stats.pods_found_late += 1;
+            tracing::info!(namespace = %info.namespace, pod = %info.pod_name, container = %info.container_name,
+                "the pod is known now: the file's next records carry its metadata");
+        }
         if let Some(state) = self.files.get_mut(&file) {
             state.context = context;
         }
     }
 
+    /// Whether records of `state` go out without pod metadata that the source could give.
+    fn lacks_metadata(&self, state: &OpenFile) -> bool {
+        state.subject.pod.is_none() && !matches!(self.metadata, Metadata::Off)
+    }
+
     fn lines(&mut self, file: u64, lines: &Lines) -> Option<Rendered> {
-        self.refresh(file);
+        self.follow(file);
+        let lacks_metadata = self.lacks_metadata(self.files.get(&file)?);
         let state = self.files.get_mut(&file)?;
         let now = now_rfc3339();
         self.stats.bytes += lines.data.len() as u64;
@@ -267,6 +416,7 @@ impl Processor {
         }
         let capacities = state.last_chunk.capacities_for(lines.data.len());
         let mut out = ChunkWriter::new(&self.enricher, &state.context, &now, capacities);
+        let held = state.reassembler.held_bytes();
         let mut decoder = LineDecoder {
             format: &mut state.format,
             reassembler: &mut state.reassembler,
@@ -303,6 +453,17 @@ impl Processor {
         }
         self.stats.lines += lines_read;
         out.add_counts(&mut self.stats);
+        if lacks_metadata {
+            self.stats.without_metadata += out.ends.len() as u64;
+        }
+        count_refused(&mut self.refused_topics, &state.context, out.ends.len());
+        let now_held = state.reassembler.held_bytes();
+        self.pending_bytes = self.pending_bytes - held + now_held;
+        state.pending_since = match (state.pending_since, state.reassembler.is_empty()) {
+            (_, true) => None,
+            (None, false) => Some(self.events),
+            (since, false) => since,
+        };
         state.offset = lines.end;
         let input_bytes = lines.data.len();
         state.last_chunk = ChunkSize {
@@ -316,13 +477,33 @@ impl Processor {
 
     fn close(&mut self, file: u64) -> Option<Rendered> {
         let mut state = self.files.remove(&file)?;
+        let lacks_metadata = self.lacks_metadata(&state);
+        self.pending_bytes -= state.reassembler.held_bytes();
         let now = now_rfc3339();
         let mut out = ChunkWriter::new(&self.enricher, &state.context, &now, (0, 0));
         state
             .reassembler
             .flush(&mut |message| out.message(&message));
         out.add_counts(&mut self.stats);
+        if lacks_metadata {
+            self.stats.without_metadata += out.ends.len() as u64;
+        }
+        count_refused(&mut self.refused_topics, &state.context, out.ends.len());
         Some(out.finish(file, &mut state.next_seq, state.offset, 0))
+    }
+}
+
+/// Adds `records` of a file whose topic choice was refused to its namespace's count.
+fn count_refused(counts: &mut HashMap<String, u64>, context: &FileContext, records: usize) {
+    if !context.topic_refused || records == 0 {
+        return;
+    }
+    let namespace = &context.route.namespace;
+    match counts.get_mut(namespace) {
+        Some(count) => *count += records as u64,
+        None => {
+            counts.insert(namespace.clone(), records as u64);
+        }
     }
 }
 

@@ -1,5 +1,10 @@
 //! What ends or restarts a run: SIGTERM and SIGINT stop (drain, commit, exit 0); SIGHUP,
 //! or a change to the config file, asks for a reload.
+//!
+//! Listened to once for the life of the process, not per run, so that no signal is lost
+//! between two runs (SIGTERM during a reload's drain). [`Signals::next`] may be cancelled
+//! and called again without losing one, and SIGTERM and SIGINT come before SIGHUP and
+//! config changes when several are pending.
 
 use std::path::Path;
 use std::time::Duration;
@@ -7,6 +12,7 @@ use std::time::Duration;
 use notify::Watcher;
 use tokio::signal::unix::{Signal as Stream, SignalKind, signal};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 /// Edits come in bursts (an editor's write, a ConfigMap's symlink swap): one look after the
 /// burst is enough.
@@ -23,11 +29,13 @@ pub enum Signal {
     ConfigChanged,
 }
 
-/// The process's signal streams, listened to for the whole run.
+/// The process's signal streams, listened to for the whole process.
 #[derive(Debug)]
 pub struct Signals {
     streams: Option<(Stream, Stream, Stream)>,
     changes: mpsc::UnboundedReceiver<()>,
+    /// A change was seen: it is reported once the burst has settled, at this time.
+    settled_at: Option<Instant>,
     /// Kept alive for as long as changes are wanted.
     _watcher: Option<notify::RecommendedWatcher>,
 }
@@ -78,36 +86,45 @@ impl Signals {
         Signals {
             streams,
             changes,
+            settled_at: None,
             _watcher: watcher,
         }
     }
 
-    /// The next signal.
+    /// The next signal. Cancel-safe: a signal or change seen by a cancelled call is
+    /// reported by the next one.
     pub async fn next(&mut self) -> Signal {
-        let signal = async {
-            match self.streams.as_mut() {
-                Some((term, int, hup)) => tokio::select! {
-                    _ = term.recv() => Signal::Stop("SIGTERM"),
-                    _ = int.recv() => Signal::Stop("SIGINT"),
-                    _ = hup.recv() => Signal::Reload,
-                },
-                None => std::future::pending().await,
-            }
-        };
-        let changed = async {
-            match self.changes.recv().await {
-                Some(()) => {
-                    tokio::time::sleep(SETTLE).await;
-                    Signal::ConfigChanged
+        loop {
+            let settled_at = self.settled_at;
+            let settled = async move {
+                match settled_at {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
                 }
-                None => std::future::pending().await,
+            };
+            let signal = async {
+                match self.streams.as_mut() {
+                    Some((term, int, hup)) => tokio::select! {
+                        biased;
+                        _ = term.recv() => Signal::Stop("SIGTERM"),
+                        _ = int.recv() => Signal::Stop("SIGINT"),
+                        _ = hup.recv() => Signal::Reload,
+                    },
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                signal = signal => return signal,
+                () = settled => {
+                    self.settled_at = None;
+                    while self.changes.try_recv().is_ok() {}
+                    return Signal::ConfigChanged;
+                }
+                Some(()) = self.changes.recv() => {
+                    self.settled_at.get_or_insert(Instant::now() + SETTLE);
+                }
             }
-        };
-        let signal = tokio::select! {
-            signal = signal => signal,
-            changed = changed => changed,
-        };
-        while self.changes.try_recv().is_ok() {}
-        signal
+        }
     }
 }

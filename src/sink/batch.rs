@@ -83,6 +83,11 @@ impl Batch {
         self.opened.map(|opened| opened + limits.timeout)
     }
 
+    /// When the oldest chunk arrived; `None` when empty.
+    pub fn oldest(&self) -> Option<Instant> {
+        self.opened
+    }
+
     /// The chunks, in arrival order.
     pub fn chunks(&self) -> &[Arc<Rendered>] {
         &self.chunks

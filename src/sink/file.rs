@@ -47,6 +47,25 @@ impl FileSink {
     }
 }
 
+/// Whether [`FileSink::open`] would succeed, leaving no trace: an existing file is opened
+/// for appending and closed; a missing one is created and removed again.
+pub fn check(path: &Path) -> Result<(), String> {
+    if path.exists() {
+        return OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map(drop)
+            .map_err(|error| format!("cannot open {}: {error}", path.display()));
+    }
+    OpenOptions::new()
+        .append(true)
+        .create_new(true)
+        .open(path)
+        .map_err(|error| format!("cannot create {}: {error}", path.display()))?;
+    std::fs::remove_file(path)
+        .map_err(|error| format!("cannot remove {} again: {error}", path.display()))
+}
+
 fn open_append(path: &Path) -> Result<File, String> {
     OpenOptions::new()
         .create(true)

@@ -7,9 +7,11 @@
 
 pub mod batch;
 pub mod cloudwatch;
+pub mod destinations;
 mod file;
 mod kafka;
 pub mod retry;
+pub mod stall;
 mod stdout;
 pub mod task;
 
@@ -97,26 +99,22 @@ impl Sink {
         }
     }
 
-    /// Checks what can be checked of `config` without sending anything or touching a
-    /// destination: a Kafka sink's librdkafka properties (librdkafka refuses unknown
-    /// properties and bad values when a producer is built; it connects only later).
+    /// Checks what can be checked of `config` without sending anything: a file sink's file
+    /// can be opened for appending (a missing one is created and removed again); a Kafka
+    /// sink's librdkafka properties are valid (checked without connecting). `shiplog check`,
+    /// the start and every reload run this before a sink is opened.
     pub fn check(config: &SinkConfig) -> Result<(), OpenError> {
-        match &config.kind {
-            SinkKind::Kafka(kafka) => {
-                let metrics = Arc::new(Metrics::new());
-                KafkaSink::open(kafka, metrics, &config.name)
-                    .map(drop)
-                    .map_err(|reason| OpenError {
-                        name: config.name.clone(),
-                        reason,
-                    })
-            }
+        let checked = match &config.kind {
+            SinkKind::File { path } => file::check(path),
+            SinkKind::Kafka(kafka) => kafka::check(kafka),
             // The config has checked all a CloudWatch sink's keys; its region and
             // credentials come from the environment chain only when it first sends.
-            SinkKind::Stdout | SinkKind::File { .. } | SinkKind::Null | SinkKind::Cloudwatch(_) => {
-                Ok(())
-            }
-        }
+            SinkKind::Stdout | SinkKind::Null | SinkKind::Cloudwatch(_) => Ok(()),
+        };
+        checked.map_err(|reason| OpenError {
+            name: config.name.clone(),
+            reason,
+        })
     }
 
     /// Delivers `batch`; `Ok` means durably delivered, as far as this destination allows.

@@ -4,6 +4,11 @@
 //! fills it and so slows reading: backpressure, not loss), and delivered chunks go back on
 //! `delivered` so their offsets may advance. A batch that fails with
 //! [`SendError::Retry`] is sent again, after a backoff, until it goes through.
+//!
+//! A batch whose oldest record has waited longer than a minute is logged as a WARN with
+//! the count and age, once a minute until it is delivered ([`super::stall`]), whether the
+//! sink is failing or its send just never returns; the sink's
+//! `shiplog_sink_last_delivery_timestamp_seconds` stops moving meanwhile.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,6 +18,7 @@ use tokio::time::sleep_until;
 
 use super::batch::BatchLimits;
 use super::retry::Backoff;
+use super::stall::Stall;
 use super::{Batch, Delivered, Rendered, SendError, Sink};
 use crate::metrics::{Metrics, SinkLabel};
 
@@ -21,6 +27,9 @@ const RETRY_MIN: Duration = Duration::from_millis(100);
 /// Retries never wait longer than this, so a sink that recovers is used again within
 /// seconds, while a long outage costs one attempt per this period.
 const RETRY_MAX: Duration = Duration::from_secs(10);
+
+/// How often a batch being delivered is looked at for a stall.
+const STALL_CHECK: Duration = Duration::from_secs(5);
 
 /// A sink with its batching and the channels around it.
 #[derive(Debug)]
@@ -65,6 +74,7 @@ pub struct SinkFailed {
 impl SinkTask {
     /// Runs until `input` is closed and everything received has been delivered.
     pub async fn run(mut self) -> Result<SinkStats, SinkFailed> {
+        self.metrics.register_sink(&self.name);
         let mut batch = Batch::default();
         let mut stats = SinkStats {
             name: self.name.clone(),
@@ -102,15 +112,18 @@ impl SinkTask {
         if batch.is_empty() {
             return Ok(());
         }
+        let mut stall = Stall::default();
         let sent = loop {
-            match self.sink.send(batch).await {
+            let attempt = self.sink.send(batch);
+            match watching_stall(attempt, &mut stall, &self.name, batch).await {
                 Ok(sent) => break sent,
                 Err(SendError::Retry(reason)) => {
                     stats.retries += 1;
                     self.metrics.sink_retries.get_or_create(&self.label()).inc();
                     let delay = backoff.next_delay();
                     tracing::warn!(sink = %self.name, %reason, ?delay, "send failed, retrying");
-                    tokio::time::sleep(delay).await;
+                    let pause = tokio::time::sleep(delay);
+                    watching_stall(pause, &mut stall, &self.name, batch).await;
                 }
                 Err(SendError::Fatal(reason)) => {
                     self.metrics
@@ -122,17 +135,26 @@ impl SinkTask {
             }
         };
         backoff.reset();
+        if stall.delivered() {
+            let waited = batch
+                .oldest()
+                .map(|since| since.elapsed())
+                .unwrap_or_default();
+            tracing::info!(sink = %self.name, waited = %seconds(waited), "the sink delivers again");
+        }
         let delivered = (batch.events() - sent.rejected) as u64;
         stats.records += delivered;
         stats.rejected += sent.rejected as u64;
+        let label = self.label();
         self.metrics
             .records_sent
-            .get_or_create(&self.label())
+            .get_or_create(&label)
             .inc_by(delivered);
         self.metrics
             .records_failed
-            .get_or_create(&self.label())
+            .get_or_create(&label)
             .inc_by(sent.rejected as u64);
+        self.metrics.sink_delivered(&label);
         let chunks = batch.take();
         self.delivered
             .send(chunks)
@@ -152,4 +174,37 @@ impl SinkTask {
             reason,
         }
     }
+}
+
+/// Runs `work` (an attempt, or the pause before the next), warning meanwhile, as
+/// [`Stall`] decides, that `batch` has waited too long.
+async fn watching_stall<T>(
+    work: impl Future<Output = T>,
+    stall: &mut Stall,
+    sink: &str,
+    batch: &Batch,
+) -> T {
+    let mut checks = tokio::time::interval(STALL_CHECK);
+    checks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            done = &mut work => return done,
+            _ = checks.tick() => {
+                if let Some(stalled) = stall.check(batch.events(), batch.oldest(), Instant::now()) {
+                    tracing::warn!(
+                        sink,
+                        waiting = stalled.waiting,
+                        oldest = %seconds(stalled.oldest),
+                        "records wait undelivered: the sink has delivered nothing of them"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// A duration as whole seconds, `"75s"`.
+fn seconds(duration: Duration) -> String {
+    format!("{}s", duration.as_secs())
 }

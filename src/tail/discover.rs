@@ -77,6 +77,13 @@ impl FileSet {
         dirs
     }
 
+    /// Whether an exclude glob matches `path`.
+    pub fn excludes(&self, path: &Path) -> bool {
+        self.exclude
+            .iter()
+            .any(|pattern| pattern.matches_path(path))
+    }
+
     /// The regular files matched now, each once (by target), in path order. Paths that
     /// cannot be resolved (a dangling link, a loop, a directory where a file was) are
     /// returned in `skipped` with the reason, never read.
@@ -96,11 +103,7 @@ impl FileSet {
                     continue;
                 }
             };
-            if self
-                .exclude
-                .iter()
-                .any(|pattern| pattern.matches_path(&path))
-            {
+            if self.excludes(&path) {
                 continue;
             }
             match resolve(&path) {

@@ -8,12 +8,16 @@
 //!
 //! - rename + create (the kubelet's, docker's): the path now names another file; the old
 //!   one stays open, is read to its end, and is closed `rotate_wait` after its last growth.
-//!   Its successor is read only once it is drained, so lines keep their order.
+//!   Its successor is read as soon as the old one has been read to its end once since the
+//!   rotation was seen (issue 17: waiting for the close stalled it for `rotate_wait`), so
+//!   every line the old file held then comes first; lines the runtime still writes to the
+//!   old file afterwards (before it reopens its log) are read too, interleaved.
 //! - copytruncate: the file is shorter than what was read; it is read again from 0.
 //! - deletion: the path is gone; the open file is read to its end as above.
 //! - rotation while shiplog was down: a checkpointed file no longer at its path is looked
 //!   for by identity in its old folder (the kubelet leaves it there as `0.log.<time>`) and
-//!   read from its checkpoint to its end before its successor.
+//!   read from its checkpoint to its end before its successor (`startup.rs`, which also
+//!   tells those from files the globs now exclude).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
@@ -30,6 +34,10 @@ use super::{FileSet, FoundFile, LineReader, Lines};
 use crate::config::ReadFrom;
 use crate::liveness::Stage;
 use crate::metrics::Metrics;
+
+mod startup;
+
+pub use startup::is_gone;
 
 /// Chunks one file may read in one round before the others get their turn.
 const CHUNKS_PER_ROUND: usize = 8;
@@ -60,6 +68,10 @@ pub struct Resume {
     pub path: PathBuf,
     /// The offset every sink had acknowledged.
     pub offset: u64,
+    /// The path the globs matched it at (a kubelet file's `/var/log/containers` link; a
+    /// rotated file's original's): still at `path` but no longer matched there, the file
+    /// was excluded, not rotated. `None` for a checkpoint older than this field.
+    pub found_at: Option<PathBuf>,
 }
 
 /// What the engine reports, per file, in order: `Opened`, any number of `Lines`, `Closed`.
@@ -115,6 +127,8 @@ struct Followed {
     at_end: bool,
     /// A predecessor (rotated away) that must be drained before this file is read.
     after: Option<u64>,
+    /// Rotated, and read to its end since: a successor waiting for it may be read.
+    drained: bool,
     /// When following began: rotated siblings changed since then were written while this
     /// file was followed, so they are this file's successors.
     started: SystemTime,
@@ -359,117 +373,6 @@ impl Tailer {
         }
     }
 
-    /// Files the last run had not finished, dealt with before discovery:
-    ///
-    /// - no longer at their path: rotated while shiplog was down. Each is looked for by
-    ///   identity in its old folder and read from its checkpoint to its end;
-    /// - at their path, but cut (copytruncate while shiplog was down, or a crash before
-    ///   the lines read from the cut file were delivered): the copy in the same folder, found
-    ///   by its first bytes, is read from the checkpoint first;
-    /// - at their path, unchanged, but matched by no glob, beside a file that is: a rotated
-    ///   file or a copy the last run was still reading. Read to its end from its checkpoint.
-    ///
-    /// The successor at each path waits for its predecessor's lines.
-    fn resume_rotated_while_down(&mut self) -> Result<(), Disconnected> {
-        let mut moved = Vec::new();
-        let mut cut = Vec::new();
-        let mut aside = Vec::new();
-        for resume in self.resume.values() {
-            match open(&resume.path) {
-                Some((file, metadata)) if FileId::of(&metadata) == resume.id => {
-                    let same = resume.fingerprint.matches(&file).unwrap_or(false);
-                    if !same || metadata.len() < resume.offset {
-                        cut.push(resume.clone());
-                    } else {
-                        aside.push(resume.clone());
-                    }
-                }
-                _ => moved.push(resume.clone()),
-            }
-        }
-        for resume in moved {
-            let Some((path, file)) = find_by_identity(&resume) else {
-                continue;
-            };
-            tracing::info!(from = %resume.path.display(), now = %path.display(), "reading a file rotated while shiplog was down");
-            self.resume_before_successor(resume, path, file, None)?;
-        }
-        // Copies first: a copy's own checkpoint may be behind what the cut file's says.
-        for resume in cut {
-            let Some((path, file, copy_id, modified)) =
-                self.find_copy(&resume.path, resume.id, resume.fingerprint, resume.offset)
-            else {
-                continue;
-            };
-            tracing::info!(cut = %resume.path.display(), copy = %path.display(), from = resume.offset, "reading the copy of a file cut while its lines were not yet delivered");
-            self.resume.remove(&copy_id);
-            let cut_path = resume.path.clone();
-            let cut_id = resume.id;
-            let mut predecessor =
-                self.resume_before_successor(resume, path, file, Some(copy_id))?;
-            // Cut again while down: what came between is only in later copies, read in
-            // order after the first and before the file at the path.
-            for later in self.siblings_since(&cut_path, [cut_id, copy_id], modified) {
-                let from = self.resume.remove(&later.2).map_or(0, |r| r.offset);
-                tracing::info!(copy = %later.0.display(), from, "reading a later copy of a file cut more than once while shiplog was down");
-                predecessor = self.start_after(&cut_path, later, from, predecessor)?;
-            }
-            if let Some(last) = predecessor {
-                self.predecessors.insert(cut_path, last);
-            }
-        }
-        let (matched, _) = self.files.scan();
-        let folders: HashSet<&Path> = matched.iter().filter_map(|f| f.target.parent()).collect();
-        let targets: HashSet<&Path> = matched.iter().map(|f| f.target.as_path()).collect();
-        let unfinished: Vec<Resume> = aside
-            .into_iter()
-            .filter(|r| !targets.contains(r.path.as_path()) && self.resume.contains_key(&r.id))
-            .filter(|r| r.path.parent().is_some_and(|dir| folders.contains(dir)))
-            .collect();
-        for resume in unfinished {
-            let Some((file, _)) = open(&resume.path) else {
-                continue;
-            };
-            tracing::info!(path = %resume.path.display(), "finishing a rotated file the last run was reading");
-            let path = resume.path.clone();
-            self.resume.remove(&resume.id);
-            let found = FoundFile {
-                path: path.clone(),
-                target: path,
-            };
-            if let Some(key) = self.start(found, file, resume.id, resume.offset)? {
-                self.mark_rotated(key);
-            }
-        }
-        Ok(())
-    }
-
-    /// Reads `file`, now at `path`, from `resume`'s checkpoint to its end, under identity
-    /// `copy_id` when it is a copy (else `resume`'s own), before whatever file `resume`'s
-    /// path holds now.
-    fn resume_before_successor(
-        &mut self,
-        resume: Resume,
-        path: PathBuf,
-        file: File,
-        copy_id: Option<FileId>,
-    ) -> Result<Option<u64>, Disconnected> {
-        if copy_id.is_none() {
-            self.resume.remove(&resume.id);
-        }
-        let found = FoundFile {
-            path: resume.path.clone(),
-            target: path,
-        };
-        let id = copy_id.unwrap_or(resume.id);
-        let key = self.start(found, file, id, resume.offset)?;
-        if let Some(key) = key {
-            self.mark_rotated(key);
-            self.predecessors.insert(resume.path, key);
-        }
-        Ok(key)
-    }
-
     /// Starts following `file` from `offset` under a new number, which it returns; `None`
     /// when the file cannot be read (the rescan tries again).
     fn start(
@@ -515,6 +418,7 @@ impl Tailer {
             fingerprint,
             at_end: false,
             after: None,
+            drained: false,
             started: SystemTime::now(),
         };
         self.followed.insert(key, followed);
@@ -554,29 +458,30 @@ impl Tailer {
     ) -> Result<Option<u64>, Disconnected> {
         let mut predecessor = Some(departed.key);
         // Rotated since `departed` was first followed, and neither it nor the newest file.
-        let missed = self.siblings_since(&departed.target, [newest, departed.id], departed.started);
+        let missed =
+            self.siblings_since(&departed.target, &[newest, departed.id], departed.started);
         for sibling in missed {
-            tracing::info!(path = %sibling.0.display(), "reading a file rotated away before it was seen");
+            tracing::info!(path = %sibling.path.display(), "reading a file rotated away before it was seen");
             predecessor = self.start_after(&found.path, sibling, 0, predecessor)?;
         }
         Ok(predecessor)
     }
 
-    /// Starts `file`, at `target`, rotated or copied away from `path`, reading from `offset`
-    /// once `predecessor` is done. Returns what the next file of the chain waits for: this
-    /// one, or `predecessor` still when this one cannot be read.
+    /// Starts `candidate`, rotated or copied away from the file the globs match at `path`,
+    /// reading from `offset` once `predecessor` is drained. Returns what the next file of
+    /// the chain waits for: this one, or `predecessor` still when this one cannot be read.
     fn start_after(
         &mut self,
         path: &Path,
-        (target, file, id): (PathBuf, File, FileId),
+        candidate: Candidate,
         offset: u64,
         predecessor: Option<u64>,
     ) -> Result<Option<u64>, Disconnected> {
         let found = FoundFile {
             path: path.to_path_buf(),
-            target,
+            target: candidate.path,
         };
-        let Some(key) = self.start(found, file, id, offset)? else {
+        let Some(key) = self.start(found, candidate.file, candidate.id, offset)? else {
             return Ok(predecessor);
         };
         self.mark_rotated(key);
@@ -590,9 +495,9 @@ impl Tailer {
     fn siblings_since(
         &self,
         target: &Path,
-        exclude: [FileId; 2],
+        exclude: &[FileId],
         since: SystemTime,
-    ) -> Vec<(PathBuf, File, FileId)> {
+    ) -> Vec<Candidate> {
         let (Some(dir), Some(name)) = (target.parent(), target.file_name()) else {
             return Vec::new();
         };
@@ -601,7 +506,7 @@ impl Tailer {
         let Ok(entries) = std::fs::read_dir(dir) else {
             return Vec::new();
         };
-        let mut missed: Vec<(SystemTime, PathBuf, File, FileId)> = entries
+        let mut missed: Vec<Candidate> = entries
             .flatten()
             .filter_map(|entry| {
                 let path = entry.path();
@@ -618,14 +523,16 @@ impl Tailer {
                     || self.closed.contains(id, &handle)
                     || self.followed.values().any(|f| f.id == id);
                 let modified = metadata.modified().ok()?;
-                (!known && modified >= since).then_some((modified, path, handle, id))
+                (!known && modified >= since).then_some(Candidate {
+                    path,
+                    file: handle,
+                    id,
+                    modified,
+                })
             })
             .collect();
-        missed.sort_by_key(|(modified, ..)| *modified);
+        missed.sort_by_key(|candidate| candidate.modified);
         missed
-            .into_iter()
-            .map(|(_, path, handle, id)| (path, handle, id))
-            .collect()
     }
 
     fn mark_rotated(&mut self, key: u64) {
@@ -663,7 +570,8 @@ impl Tailer {
         for key in keys {
             let blocked = self.followed[&key]
                 .after
-                .is_some_and(|p| self.followed.contains_key(&p));
+                .and_then(|p| self.followed.get(&p))
+                .is_some_and(|predecessor| !predecessor.drained);
             if !blocked {
                 progressed |= self.read_file(key, CHUNKS_PER_ROUND)?;
             }
@@ -687,6 +595,7 @@ impl Tailer {
                 Ok(Some(lines)) => lines,
                 Ok(None) => {
                     file.at_end = true;
+                    file.drained |= file.rotated.is_some();
                     break;
                 }
                 Err(error) => {
@@ -751,22 +660,19 @@ impl Tailer {
         let Some(old) = self.followed.get_mut(&key) else {
             return Ok(());
         };
-        if copy.is_some() {
-            // The copy holds the unfinished last line whole.
-            old.reader.drop_pending();
-        }
+        // An unfinished last line is in the copy, whole, or gone with the cut.
+        old.reader.drop_pending();
         tracing::info!(path = %found.target.display(), "file truncated; reading it again from the start");
         let file = old.reader.file().try_clone();
         self.close(key, false)?;
-        if let Some((path, handle, copy_id, modified)) = copy {
-            tracing::info!(copy = %path.display(), from = read_up_to, "reading what the truncated file's copy holds beyond the last line read");
-            self.read_whole(path, handle, copy_id, read_up_to)?;
+        if let Some(copy) = copy {
+            tracing::info!(copy = %copy.path.display(), from = read_up_to, "reading what the truncated file's copy holds beyond the last line read");
+            let (copy_id, modified) = (copy.id, copy.modified);
+            self.read_whole(&found.path, copy, read_up_to)?;
             // Cut again before shiplog looked: what came between is only in later copies.
-            for (path, handle, later_id) in
-                self.siblings_since(&found.target, [id, copy_id], modified)
-            {
-                tracing::info!(copy = %path.display(), "reading a later copy: the file was cut again before shiplog looked");
-                self.read_whole(path, handle, later_id, 0)?;
+            for later in self.siblings_since(&found.target, &[id, copy_id], modified) {
+                tracing::info!(copy = %later.path.display(), "reading a later copy: the file was cut again before shiplog looked");
+                self.read_whole(&found.path, later, 0)?;
             }
         }
         match file {
@@ -778,19 +684,19 @@ impl Tailer {
         }
     }
 
-    /// Reads the copy `file` at `path` from `offset` to its end, now, and closes it.
+    /// Reads `copy`, of the file the globs match at `path`, from `offset` to its end, now,
+    /// and closes it.
     fn read_whole(
         &mut self,
-        path: PathBuf,
-        file: File,
-        id: FileId,
+        path: &Path,
+        copy: Candidate,
         offset: u64,
     ) -> Result<(), Disconnected> {
         let aside = FoundFile {
-            path: path.clone(),
-            target: path,
+            path: path.to_path_buf(),
+            target: copy.path,
         };
-        if let Some(key) = self.start(aside, file, id, offset)? {
+        if let Some(key) = self.start(aside, copy.file, copy.id, offset)? {
             self.mark_rotated(key);
             while self.read_file(key, usize::MAX)? {}
             self.close(key, true)?;
@@ -807,7 +713,7 @@ impl Tailer {
         id: FileId,
         fingerprint: Fingerprint,
         read_up_to: u64,
-    ) -> Option<(PathBuf, File, FileId, SystemTime)> {
+    ) -> Option<Candidate> {
         let entries = std::fs::read_dir(target.parent()?).ok()?;
         entries
             .flatten()
@@ -822,10 +728,14 @@ impl Tailer {
                     && metadata.len() > read_up_to
                     && fingerprint.matches(&handle).unwrap_or(false);
                 let modified = metadata.modified().ok()?;
-                copy.then_some((modified, path, handle, copy_id))
+                copy.then_some(Candidate {
+                    path,
+                    file: handle,
+                    id: copy_id,
+                    modified,
+                })
             })
-            .max_by_key(|(modified, ..)| *modified)
-            .map(|(modified, path, handle, copy_id)| (path, handle, copy_id, modified))
+            .max_by_key(|candidate| candidate.modified)
     }
 
     /// Closes rotated files that have been drained and quiet for `rotate_wait`.
@@ -865,8 +775,13 @@ impl Tailer {
         if self.by_path.get(&file.found.path) == Some(&key) {
             self.by_path.remove(&file.found.path);
         }
-        if let Some(lines) = file.reader.take_unterminated() {
-            self.send(TailEvent::Lines { file: key, lines })?;
+        match file.reader.take_unterminated() {
+            Ok(Some(lines)) => self.send(TailEvent::Lines { file: key, lines })?,
+            Ok(None) => {}
+            Err(error) => {
+                let path = file.found.target.display();
+                tracing::warn!(path = %path, %error, "cannot read the unfinished last line of a file being closed; it is not shipped");
+            }
         }
         self.send(TailEvent::Closed { file: key, gone })
     }
@@ -876,6 +791,16 @@ impl Tailer {
         let _waiting = self.metrics.liveness.wait(Stage::Tail);
         self.events.blocking_send(event).map_err(|_| Disconnected)
     }
+}
+
+/// A file found in the folder of a followed or checkpointed one, opened: a rotated sibling,
+/// a copy, or the file itself under another name.
+#[derive(Debug)]
+struct Candidate {
+    path: PathBuf,
+    file: File,
+    id: FileId,
+    modified: SystemTime,
 }
 
 /// What a path named before it changed: the file, where it was, when following began.
@@ -928,49 +853,4 @@ fn try_open(path: &Path) -> std::io::Result<Option<(File, std::fs::Metadata)>> {
     let file = File::open(path)?;
     let metadata = file.metadata()?;
     Ok(metadata.is_file().then_some((file, metadata)))
-}
-
-/// Whether the file a checkpoint names is gone for good: not at its path, and nowhere in
-/// its folder, not even as a copy holding lines beyond the checkpoint (or the folder itself
-/// is gone, as the kubelet removes a deleted pod's). A folder that cannot be listed, or a
-/// path that cannot be looked at for another reason than its absence, counts as present:
-/// only a file known gone may lose its checkpoint.
-pub fn is_gone(resume: &Resume) -> bool {
-    let same = |file: &File, metadata: &std::fs::Metadata| {
-        FileId::of(metadata) == resume.id && resume.fingerprint.matches(file).unwrap_or(true)
-    };
-    match File::open(&resume.path).and_then(|file| Ok((file.metadata()?, file))) {
-        Ok((metadata, file)) if same(&file, &metadata) => return false,
-        Ok(_) => {}
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-        Err(_) => return false,
-    }
-    let Some(dir) = resume.path.parent() else {
-        return false;
-    };
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(error) => return error.kind() == std::io::ErrorKind::NotFound,
-    };
-    // The file itself, moved within the folder, or a copy of it holding lines not yet
-    // delivered (copytruncate's, when the file at the path was cut).
-    let copy = |file: &File, metadata: &std::fs::Metadata| {
-        metadata.len() > resume.offset && resume.fingerprint.matches(file).unwrap_or(false)
-    };
-    !entries.flatten().any(|entry| {
-        open(&entry.path())
-            .is_some_and(|(file, metadata)| same(&file, &metadata) || copy(&file, &metadata))
-    })
-}
-
-/// The file `resume` names, looked for by (device, inode) and fingerprint in the folder
-/// it was in.
-fn find_by_identity(resume: &Resume) -> Option<(PathBuf, File)> {
-    let dir = resume.path.parent()?;
-    std::fs::read_dir(dir).ok()?.flatten().find_map(|entry| {
-        let path = entry.path();
-        let (file, metadata) = open(&path)?;
-        let same = FileId::of(&metadata) == resume.id && resume.fingerprint.matches(&file).ok()?;
-        (same && resume.offset <= metadata.len()).then_some((path, file))
-    })
 }

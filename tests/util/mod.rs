@@ -4,8 +4,11 @@
 #![allow(dead_code)] // each test binary uses a different part of this module
 
 pub mod kafka;
+pub mod moto;
+pub mod relay;
 
 use std::fs;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -25,6 +28,17 @@ impl Node {
     pub fn new() -> Node {
         Node {
             dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    /// A node in memory (`/dev/shm`, when the machine has it), for tests that time
+    /// delivery: on a busy machine the disk can hold the file sink's and the state
+    /// database's `fdatasync` for seconds, and that would be timed too.
+    pub fn in_memory() -> Node {
+        let shm = Path::new("/dev/shm");
+        match tempfile::tempdir_in(shm) {
+            Ok(dir) if shm.is_dir() => Node { dir },
+            _ => Node::new(),
         }
     }
 
@@ -120,6 +134,51 @@ impl Node {
     }
 }
 
+/// The records of a file sink, read as they are written: what arrived since the last look.
+pub struct SinkReader {
+    path: PathBuf,
+    offset: u64,
+    partial: Vec<u8>,
+}
+
+impl SinkReader {
+    pub fn new(path: PathBuf) -> SinkReader {
+        SinkReader {
+            path,
+            offset: 0,
+            partial: Vec::new(),
+        }
+    }
+
+    /// The `log` of every record written since the last call (see [`SinkReader::new_records`]).
+    pub fn new_logs(&mut self) -> Vec<String> {
+        self.new_records()
+            .iter()
+            .map(|record| record["log"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    }
+
+    /// Every record written since the last call. A line that is not JSON is skipped: the
+    /// end of a record a `kill -9` cut short, then the next record appended (its lines were
+    /// not acknowledged, so they are read and written again).
+    pub fn new_records(&mut self) -> Vec<Value> {
+        let Ok(mut file) = fs::File::open(&self.path) else {
+            return Vec::new();
+        };
+        file.seek(SeekFrom::Start(self.offset)).expect("seek");
+        let mut bytes = std::mem::take(&mut self.partial);
+        let read = file.read_to_end(&mut bytes).expect("read the sink's file");
+        self.offset += read as u64;
+        let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        self.partial = bytes.split_off(complete);
+        bytes
+            .split(|&b| b == b'\n')
+            .filter(|line| !line.is_empty())
+            .filter_map(|line| serde_json::from_slice(line).ok())
+            .collect()
+    }
+}
+
 /// Runs the real binary with `args`.
 pub fn shiplog(args: &[&str]) -> Output {
     shiplog_with_env(args, &[])
@@ -199,6 +258,21 @@ impl Running {
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// The exit status, if the process has ended.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().expect("shiplog's status")
+    }
+
+    /// Waits at most `timeout` for the process to end by itself; its exit status.
+    pub fn wait_for_exit(&mut self, timeout: std::time::Duration) -> std::process::ExitStatus {
+        let mut status = None;
+        wait_until(timeout, "shiplog to exit", || {
+            status = self.exited();
+            status.is_some()
+        });
+        status.expect("exited")
     }
 
     /// Sends SIGTERM and waits for the exit.
@@ -308,6 +382,57 @@ pub fn http_get(address: &str, path: &str) -> (u16, String) {
         .map(|(_, body)| body.to_owned())
         .unwrap_or_default();
     (status, body)
+}
+
+/// A response of [`http_request`].
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub content_type: String,
+    pub body: String,
+}
+
+/// `GET path` on `address` with an `Accept` header when given; `None` when nothing
+/// answers (the connection is refused or cut).
+pub fn http_request(address: &str, path: &str, accept: Option<&str>) -> Option<HttpResponse> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).ok()?;
+    let accept = accept.map_or(String::new(), |accept| format!("Accept: {accept}\r\n"));
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: shiplog\r\n{accept}Connection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    let content_type = head
+        .lines()
+        .find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("content-type")
+                .then(|| value.trim().to_owned())
+        })
+        .unwrap_or_default();
+    Some(HttpResponse {
+        status,
+        content_type,
+        body: body.to_owned(),
+    })
+}
+
+/// A `127.0.0.1` address with a port nothing listens on now.
+pub fn free_address() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("address").to_string()
+}
+
+/// How many lines of the log at `log` contain `needle`.
+pub fn log_count(log: &Path, needle: &str) -> usize {
+    fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|line| line.contains(needle))
+        .count()
 }
 
 /// The value of the sample named exactly `name` (labels included) in Prometheus text.

@@ -23,6 +23,9 @@ fn checkpoint(ino: u64, first_bytes: &str, offset: u64) -> Checkpoint {
         fingerprint: Fingerprint::of(first_bytes.as_bytes()),
         path: PathBuf::from(format!("/var/log/pods/ns_pod_uid/app/{ino}.log")),
         offset,
+        found_at: Some(PathBuf::from(format!(
+            "/var/log/containers/pod_ns_app-{ino}.log"
+        ))),
     }
 }
 
@@ -58,6 +61,7 @@ fn committed_checkpoints_load_back_unchanged_with_non_utf8_paths_and_full_range_
         },
         path: PathBuf::from(OsString::from_vec(b"/var/log/\xff\xfe.log".to_vec())),
         offset: u64::MAX,
+        found_at: Some(PathBuf::from(OsString::from_vec(b"/var/\xfe.log".to_vec()))),
     };
     let written = vec![checkpoint(1, "2024-05-01T10:00:00Z stdout F a", 4096), odd];
 
@@ -250,6 +254,39 @@ fn a_new_database_is_in_wal_mode_with_normal_sync_and_the_current_schema() {
     assert_eq!(pragma("journal_mode"), r#"Text("wal")"#);
     assert_eq!(pragma("synchronous"), "Integer(1)", "1 is NORMAL");
     assert_eq!(pragma("user_version"), format!("Integer({SCHEMA_VERSION})"));
+}
+
+#[test]
+fn a_version_1_database_is_migrated_keeping_its_rows_without_a_found_at_path() {
+    let (_dir, path) = new_db();
+    {
+        let conn = rusqlite::Connection::open(&path).expect("open");
+        conn.execute_batch(CREATE_CHECKPOINTS)
+            .expect("version 1 schema");
+        conn.pragma_update(None, "user_version", 1)
+            .expect("version");
+        conn.execute(
+            "INSERT INTO checkpoints VALUES (2049, 7, 3, 42, CAST('/var/log/a.log' AS BLOB), 10, 0)",
+            [],
+        )
+        .expect("a version 1 row");
+    }
+    let mut store = Store::open(&path).expect("open");
+    let old = Checkpoint {
+        id: FileId { dev: 2049, ino: 7 },
+        fingerprint: Fingerprint { len: 3, hash: 42 },
+        path: PathBuf::from("/var/log/a.log"),
+        offset: 10,
+        found_at: None,
+    };
+    assert_eq!(load_sorted(&store), vec![old]);
+    let new = checkpoint(8, "new", 5);
+    store
+        .commit(std::slice::from_ref(&new), at(1))
+        .expect("commit");
+    drop(store);
+    let store = Store::open(&path).expect("open again");
+    assert_eq!(load_sorted(&store)[1], new, "found_at round-trips");
 }
 
 #[test]
@@ -532,14 +569,16 @@ fn any_file_id() -> impl Strategy<Value = FileId> {
 fn any_checkpoint() -> impl Strategy<Value = Checkpoint> {
     let first_bytes = vec(any::<u8>(), 0..3);
     let path = vec(any::<u8>(), 1..6);
-    (any_file_id(), first_bytes, path, any::<u64>()).prop_map(|(id, first, path, offset)| {
-        Checkpoint {
+    let found_at = proptest::option::of(vec(any::<u8>(), 1..6));
+    (any_file_id(), first_bytes, path, any::<u64>(), found_at).prop_map(
+        |(id, first, path, offset, found_at)| Checkpoint {
             id,
             fingerprint: Fingerprint::of(&first),
             path: PathBuf::from(OsString::from_vec(path)),
             offset,
-        }
-    })
+            found_at: found_at.map(|bytes| PathBuf::from(OsString::from_vec(bytes))),
+        },
+    )
 }
 
 fn any_op() -> impl Strategy<Value = Op> {

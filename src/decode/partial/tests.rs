@@ -688,3 +688,123 @@ proptest! {
         check_stream(&emitted_err, &err_lines, &stderr, err_unfinished, max)?;
     }
 }
+
+#[test]
+fn a_pending_line_cut_early_goes_out_in_flagged_pieces_that_give_the_line_back() {
+    let mut reassembler = Reassembler::new(1024);
+    let mut out = push_all(
+        &mut reassembler,
+        Format::Cri,
+        &[
+            cri(T1, Stream::Stdout, "P", "first "),
+            cri(T2, Stream::Stdout, "P", "second "),
+        ],
+    );
+    assert!(out.is_empty());
+    assert!(reassembler.held_bytes() >= "first second ".len());
+    let cut = reassembler.cut_pending(&mut |message| out.push(message.into()));
+    assert_eq!(cut, 1, "one line cut");
+    assert_eq!(
+        out,
+        [Out::whole(T1, Stream::Stdout, "first second ").truncated()]
+    );
+    assert_eq!(reassembler.held_bytes(), 0, "the buffer is freed");
+    assert!(!reassembler.is_empty(), "the line is still open");
+
+    out.extend(push(
+        &mut reassembler,
+        Format::Cri,
+        &cri(T3, Stream::Stdout, "P", "third "),
+    ));
+    out.extend(push(
+        &mut reassembler,
+        Format::Cri,
+        &cri(T4, Stream::Stdout, "F", "end"),
+    ));
+    assert_eq!(
+        out[1..],
+        [Out::whole(T1, Stream::Stdout, "third end").truncated()],
+        "the rest of the line is flagged too, with the line's time"
+    );
+    assert_eq!(out.concat_bytes(), b"first second third end");
+    assert_eq!(
+        reassembler.held_bytes(),
+        0,
+        "nothing is held once the line ends"
+    );
+}
+
+#[test]
+fn an_early_cut_keeps_a_utf8_character_cut_short_for_the_next_piece() {
+    let mut reassembler = Reassembler::new(1024);
+    let e_acute = "é".as_bytes();
+    let mut first = b"caf".to_vec();
+    first.push(e_acute[0]);
+    let mut out = push(
+        &mut reassembler,
+        Format::Cri,
+        &cri(T1, Stream::Stdout, "P", &first),
+    );
+    reassembler.cut_pending(&mut |message| out.push(message.into()));
+    assert_eq!(out, [Out::whole(T1, Stream::Stdout, "caf").truncated()]);
+    out.extend(push(
+        &mut reassembler,
+        Format::Cri,
+        &cri(T2, Stream::Stdout, "F", &e_acute[1..]),
+    ));
+    assert_eq!(out[1..], [Out::whole(T1, Stream::Stdout, "é").truncated()]);
+}
+
+#[test]
+fn an_early_cut_leaves_a_stream_with_nothing_pending_alone() {
+    let mut reassembler = Reassembler::new(1024);
+    let mut out = push(
+        &mut reassembler,
+        Format::Cri,
+        &cri(T1, Stream::Stderr, "P", "err "),
+    );
+    reassembler.cut_pending(&mut |message| out.push(message.into()));
+    out.extend(push(
+        &mut reassembler,
+        Format::Cri,
+        &cri(T2, Stream::Stdout, "F", "whole"),
+    ));
+    assert_eq!(
+        out,
+        [
+            Out::whole(T1, Stream::Stderr, "err ").truncated(),
+            Out::whole(T2, Stream::Stdout, "whole"),
+        ]
+    );
+}
+
+proptest! {
+    #[test]
+    fn early_cuts_anywhere_lose_and_repeat_no_byte(
+        lines in prop::collection::vec(split_line(Format::Cri), 1..6),
+        cuts in prop::collection::vec(any::<bool>(), 0..40),
+        max in 1..48usize,
+    ) {
+        let rendered = render_stream(Format::Cri, Stream::Stdout, &lines, false);
+        let mut reassembler = Reassembler::new(max);
+        let mut emitted = Vec::new();
+        let mut cuts = cuts.iter().cycle();
+        for (_, line) in &rendered {
+            let line = Format::Cri.decode(line).map_err(|err| TestCaseError::fail(err.to_string()))?;
+            reassembler.push(line, &mut |message| emitted.push(Out::from(message)));
+            if cuts.next().copied().unwrap_or(false) {
+                reassembler.cut_pending(&mut |message| emitted.push(Out::from(message)));
+            }
+            prop_assert!(reassembler.held_bytes() <= max + CUT_LOOKAHEAD);
+        }
+        prop_assert!(reassembler.is_empty());
+        prop_assert_eq!(reassembler.held_bytes(), 0);
+        let written: Vec<u8> = lines.iter().flat_map(|line| line.bytes.clone()).collect();
+        prop_assert_eq!(emitted.concat_bytes(), written);
+        prop_assert!(emitted.iter().all(|out| out.bytes.len() <= max && !out.partial));
+        prop_assert!(
+            emitted.iter().all(|out| !out.bytes.is_empty() || !out.truncated),
+            "a line cut early has no empty last piece"
+        );
+    }
+}

@@ -4,7 +4,9 @@
 //! errors; how a batch becomes requests within the API's limits is [`requests`] (pure).
 //! Each chunk's log group and stream are its sink templates filled from the chunk's route
 //! values (a placeholder with no value takes `route.default_topic`); a name CloudWatch
-//! would refuse has its illegal characters replaced by `_`.
+//! would refuse has its illegal characters replaced by `_`. A group outside the sink's
+//! `allowed_destinations` is filled again with `route.default_topic` for every placeholder
+//! the pod chose (`{label.KEY}`, `{annotation.KEY}`), as if the pod had not set them.
 //!
 //! Delivery: a batch's requests are sent stream by stream, one request in flight per
 //! stream (so a stream's events arrive in order), several streams at once. A request that
@@ -38,10 +40,11 @@ use aws_sdk_cloudwatchlogs::types::InputLogEvent;
 use futures::StreamExt;
 
 use self::requests::{Destination, LIMITS, Plan, RejectedInfo, Request};
+use super::destinations::Destinations;
 use super::{AckId, Batch, SendError, Sent};
 use crate::config::CloudwatchConfig;
 use crate::metrics::{Metrics, SinkLabel};
-use crate::route::{RouteValues, Template};
+use crate::route::{Placeholder, RouteValues, Template};
 
 /// Streams sent to at once within one batch.
 const STREAMS_AT_ONCE: usize = 8;
@@ -56,6 +59,8 @@ pub struct CloudwatchSink {
     client: Option<Client>,
     /// The batch being sent and which of its requests are accepted, across retries.
     progress: Option<Progress>,
+    /// `allowed_destinations`: the log groups the template may fill in.
+    destinations: Destinations,
     metrics: Arc<Metrics>,
     label: SinkLabel,
 }
@@ -116,6 +121,11 @@ impl CloudwatchSink {
             config: config.clone(),
             client: None,
             progress: None,
+            destinations: Destinations::new(
+                config.allowed_destinations.clone(),
+                Arc::clone(&metrics),
+                name,
+            ),
             metrics,
             label: SinkLabel {
                 sink: name.to_owned(),
@@ -177,11 +187,11 @@ impl CloudwatchSink {
     }
 
     /// The requests of a batch seen for the first time.
-    fn new_progress(&self, batch: &Batch, identity: (AckId, usize)) -> Progress {
+    fn new_progress(&mut self, batch: &Batch, identity: (AckId, usize)) -> Progress {
         let destinations: Vec<Destination> = batch
             .chunks()
             .iter()
-            .map(|chunk| self.destination(&chunk.route))
+            .map(|chunk| self.destination(&chunk.route, chunk.ends.len()))
             .collect();
         let records = batch
             .chunks()
@@ -207,21 +217,34 @@ impl CloudwatchSink {
         }
     }
 
-    /// A chunk's log group and stream: the templates filled, names made legal.
-    fn destination(&self, route: &RouteValues) -> Destination {
-        let fill = |template: &Template| {
+    /// A chunk of `records` records' log group and stream: the templates filled, names made
+    /// legal; a group outside `allowed_destinations` filled as if the pod had set none of
+    /// the values it chose.
+    fn destination(&mut self, route: &RouteValues, records: usize) -> Destination {
+        let config = &self.config;
+        let fill = |template: &Template, pod_chosen: bool| {
             template
                 .fill(|placeholder| {
+                    let chosen = matches!(
+                        placeholder,
+                        Placeholder::Label(_) | Placeholder::Annotation(_)
+                    );
                     route
                         .get(placeholder)
-                        .filter(|value| !value.is_empty())
-                        .or(Some(self.config.fallback.as_str()))
+                        .filter(|value| !value.is_empty() && (pod_chosen || !chosen))
+                        .or(Some(config.fallback.as_str()))
                 })
-                .unwrap_or_else(|| self.config.fallback.clone())
+                .unwrap_or_else(|| config.fallback.clone())
         };
+        let mut group = requests::group_name(&fill(&config.log_group, true));
+        let fallback = requests::group_name(&fill(&config.log_group, false));
+        // The fallback is where refused records go: it is never refused itself.
+        if group != fallback && !self.destinations.allows(&group, route, records, &fallback) {
+            group = fallback;
+        }
         Destination {
-            group: requests::group_name(&fill(&self.config.log_group)),
-            stream: requests::stream_name(&fill(&self.config.log_stream)),
+            group,
+            stream: requests::stream_name(&fill(&config.log_stream, true)),
         }
     }
 }

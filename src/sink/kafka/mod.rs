@@ -19,26 +19,36 @@
 //! `shiplog_records_failed_total`, logged with its topic and size, and not retried: it
 //! would otherwise hold back every record behind it for ever.
 //!
-//! TLS files named in the librdkafka properties are looked at before each batch
-//! ([`tls`]); when one changed, a new producer takes over for the next batch. The old one
-//! has nothing left to deliver (each batch waits for all its reports), so the swap loses
-//! and repeats nothing.
+//! TLS files named in the librdkafka properties are looked at before each batch and, while
+//! a batch waits on its delivery reports, every [`producer::TLS_LOOK_INTERVAL`]: when they
+//! changed into a usable pair ([`tls`]), a new producer takes over at once, and the
+//! records the old one had not acknowledged are sent again through it ([`producer`]). That
+//! is what makes a certificate renewed after the brokers refused the old one work at once,
+//! instead of after `message.timeout.ms`. Deliveries that time out attempt after attempt
+//! on one producer get a new one too.
 
+mod check;
+mod producer;
+mod properties;
 mod tls;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rdkafka::ClientConfig;
+use futures::FutureExt as _;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::future_producer::OwnedDeliveryResult;
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::producer::{DeliveryFuture, FutureRecord};
 
+pub use self::check::check;
+use self::producer::{AttemptReport, Producer, TLS_LOOK_INTERVAL, dispose};
+use self::properties::client_config;
 use self::tls::TlsFiles;
+use super::destinations::Destinations;
 use super::{AckId, Batch, SendError, Sent};
-use crate::config::{Acks, KafkaConfig};
-use crate::metrics::{Metrics, PathLabel, SinkLabel};
+use crate::config::KafkaConfig;
+use crate::metrics::{Metrics, SinkLabel};
 use crate::route::{RouteValues, Template};
 
 /// How long a topic the cluster said does not exist is left alone before its records are
@@ -47,16 +57,12 @@ pub const MISSING_TOPIC_RECHECK: Duration = Duration::from_secs(300);
 
 /// Sends batches to Kafka.
 pub struct KafkaSink {
-    producer: FutureProducer,
-    /// Kept to build a new producer when librdkafka reports the old one unusable, or
-    /// when its TLS files change.
-    client: ClientConfig,
-    tls: TlsFiles,
-    /// The TLS files changed and no new producer could be built yet.
-    renew_pending: bool,
+    producer: Producer,
     topic: Template,
     key: Option<Template>,
     default_topic: String,
+    /// `allowed_destinations`: the topics the template may fill in.
+    destinations: Destinations,
     /// Topics the cluster said do not exist, and when it said so.
     missing: HashMap<String, Instant>,
     /// The batch being sent and which of its records are delivered, across retries.
@@ -89,9 +95,40 @@ struct Attempt {
     progress: Progress,
     /// Why the attempt must be retried, once a record's report says so (the first reason).
     failure: Option<String>,
-    /// Each record's index in the batch, its chunk's index (for its topic) and its report
-    /// to come.
-    pending: VecDeque<(usize, usize, DeliveryFuture)>,
+    /// librdkafka called the producer unusable.
+    fatal: Option<String>,
+    report: AttemptReport,
+    /// Reports to come, oldest first.
+    pending: VecDeque<Pending>,
+}
+
+/// A record handed to the producer, waiting for its delivery report.
+struct Pending {
+    /// The record's index in the batch.
+    index: usize,
+    /// Its chunk's index in the batch (for its topic).
+    chunk: usize,
+    report: DeliveryFuture,
+}
+
+/// How an attempt ended.
+enum Ended {
+    /// Every record is delivered or refused for good.
+    Sent,
+    /// Some record must be tried again, later.
+    Failed(String),
+    /// A new producer took over while records waited: send those again through it, now.
+    ProducerReplaced,
+}
+
+/// What waiting for the oldest report came to.
+enum Waited {
+    /// A report arrived and is noted (or the TLS files were looked at).
+    Noted,
+    /// Nothing is pending.
+    Nothing,
+    /// A new producer took over; the old one is disposed of.
+    ProducerReplaced,
 }
 
 /// How one record's attempt ended.
@@ -101,6 +138,8 @@ enum Outcome {
     Rejected(String),
     /// Its topic does not exist.
     MissingTopic(String),
+    /// `message.timeout.ms` passed: try again later (and mind the producer).
+    TimedOut(String),
     /// Try again later.
     Retry(String),
     /// The producer is unusable: build a new one, then try again.
@@ -111,75 +150,66 @@ impl KafkaSink {
     /// A producer for `config`; librdkafka checks every property here, so a misspelt one
     /// fails at start-up.
     pub fn open(config: &KafkaConfig, metrics: Arc<Metrics>, name: &str) -> Result<Self, String> {
-        let client = client_config(config);
-        let producer = create(&client)?;
-        let sink = KafkaSink {
+        let label = SinkLabel {
+            sink: name.to_owned(),
+        };
+        let producer = Producer::new(
+            client_config(config),
+            TlsFiles::new(&config.librdkafka),
+            Arc::clone(&metrics),
+            label.clone(),
+        )?;
+        Ok(KafkaSink {
             producer,
-            client,
-            tls: TlsFiles::new(&config.librdkafka),
-            renew_pending: false,
             topic: config.topic.clone(),
             key: config.key.clone(),
             default_topic: config.default_topic.clone(),
+            destinations: Destinations::new(
+                config.allowed_destinations.clone(),
+                Arc::clone(&metrics),
+                name,
+            ),
             missing: HashMap::new(),
             progress: None,
             metrics,
-            label: SinkLabel {
-                sink: name.to_owned(),
-            },
-        };
-        sink.publish_certificate_expiry();
-        Ok(sink)
+            label,
+        })
     }
 
-    /// Builds a new producer when a TLS file changed since the last batch. A new producer
-    /// that cannot be built (a certificate caught half-written) leaves the old one in use
-    /// and is tried again at the next batch.
-    fn renew_if_tls_changed(&mut self) {
-        self.renew_pending |= self.tls.changed();
-        if !self.renew_pending {
-            return;
-        }
-        match create(&self.client) {
-            Ok(producer) => {
-                tracing::info!(sink = %self.label.sink, "TLS files changed; a new producer takes over");
-                self.producer = producer;
-                self.renew_pending = false;
-                self.publish_certificate_expiry();
-            }
-            Err(reason) => {
-                tracing::warn!(sink = %self.label.sink, %reason, "TLS files changed but no new producer yet; the old one stays");
-            }
-        }
-    }
-
-    /// Sets the expiry gauge of the client certificate, when one is configured.
-    fn publish_certificate_expiry(&self) {
-        let Some((path, expiry)) = self.tls.certificate_expiry() else {
-            return;
-        };
-        match expiry {
-            Ok(seconds) => {
-                let label = PathLabel {
-                    path: path.display().to_string(),
-                };
-                self.metrics
-                    .tls_cert_expiry
-                    .get_or_create(&label)
-                    .set(seconds);
-            }
-            Err(reason) => {
-                tracing::warn!(sink = %self.label.sink, %reason, "no certificate expiry")
-            }
-        }
-    }
-
-    /// Sends every record of `batch` not yet delivered and waits for their reports.
+    /// Sends every record of `batch` not yet delivered and waits for their reports. When a
+    /// new producer takes over meanwhile, the records not yet acknowledged go again
+    /// through it at once.
     pub async fn send(&mut self, batch: &Batch) -> Result<Sent, SendError> {
-        self.renew_if_tls_changed();
+        if let Some(old) = self.producer.renew_if_tls_changed() {
+            dispose(old).await;
+        }
+        let mut progress = self.progress_of(batch);
+        loop {
+            let (after, ended) = self.attempt(batch, progress).await;
+            progress = after;
+            match ended {
+                Ended::Sent => {
+                    return Ok(Sent {
+                        rejected: progress.rejected,
+                    });
+                }
+                Ended::Failed(reason) => {
+                    self.progress = Some(progress);
+                    return Err(SendError::Retry(reason));
+                }
+                Ended::ProducerReplaced => {}
+            }
+        }
+    }
+
+    /// One attempt: hands the undelivered records to the producer and waits for their
+    /// reports.
+    async fn attempt(&mut self, batch: &Batch, progress: Progress) -> (Progress, Ended) {
         let mut attempt = Attempt {
-            progress: self.progress_of(batch),
+            progress,
             failure: None,
+            fatal: None,
+            report: AttemptReport::default(),
             pending: VecDeque::new(),
         };
         // A topic is one allocation per chunk, not per record; each chunk's is worked out
@@ -195,25 +225,34 @@ impl KafkaSink {
             for record in chunk.records() {
                 if !attempt.progress.delivered[index] {
                     let at = (index, chunk_index);
-                    self.produce(record, key.as_deref(), at, &topics, &mut attempt)
+                    let waited = self
+                        .produce(record, key.as_deref(), at, &topics, &mut attempt)
                         .await;
+                    if let Waited::ProducerReplaced = waited {
+                        return (attempt.progress, Ended::ProducerReplaced);
+                    }
                 }
                 index += 1;
             }
         }
-        while let Some((i, c, future)) = attempt.pending.pop_front() {
-            let outcome = settle(future.await);
-            self.note(outcome, i, &topics[c], &mut attempt);
-        }
-        match attempt.failure {
-            None => Ok(Sent {
-                rejected: attempt.progress.rejected,
-            }),
-            Some(reason) => {
-                self.progress = Some(attempt.progress);
-                Err(SendError::Retry(reason))
+        loop {
+            match self.wait_for_report(&topics, &mut attempt).await {
+                Waited::Noted => {}
+                Waited::Nothing => break,
+                Waited::ProducerReplaced => return (attempt.progress, Ended::ProducerReplaced),
             }
         }
+        if let Some(old) = self
+            .producer
+            .replace_if_stuck(attempt.report, attempt.fatal.as_deref())
+        {
+            dispose(old).await;
+        }
+        let ended = match attempt.failure {
+            None => Ended::Sent,
+            Some(reason) => Ended::Failed(reason),
+        };
+        (attempt.progress, ended)
     }
 
     /// What an earlier attempt at `batch` delivered, or a fresh start for a new batch.
@@ -238,34 +277,75 @@ impl KafkaSink {
         (index, chunk_index): (usize, usize),
         topics: &[String],
         attempt: &mut Attempt,
-    ) {
+    ) -> Waited {
         let topic = &topics[chunk_index];
         let mut message = FutureRecord::to(topic).payload(record);
         if let Some(key) = key {
             message = message.key(key);
         }
         loop {
-            match self.producer.send_result(message) {
-                Ok(future) => {
-                    attempt.pending.push_back((index, chunk_index, future));
-                    return;
+            match self.producer.current().send_result(message) {
+                Ok(report) => {
+                    attempt.pending.push_back(Pending {
+                        index,
+                        chunk: chunk_index,
+                        report,
+                    });
+                    return Waited::Noted;
                 }
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), m)) => {
                     message = m;
-                    match attempt.pending.pop_front() {
-                        Some((i, c, future)) => {
-                            let outcome = settle(future.await);
-                            self.note(outcome, i, &topics[c], attempt);
-                        }
-                        None => tokio::time::sleep(Duration::from_millis(10)).await,
+                    match self.wait_for_report(topics, attempt).await {
+                        Waited::Noted => {}
+                        Waited::Nothing => tokio::time::sleep(Duration::from_millis(10)).await,
+                        Waited::ProducerReplaced => return Waited::ProducerReplaced,
                     }
                 }
                 Err((error, _)) => {
                     self.note(classify(&error), index, topic, attempt);
-                    return;
+                    return Waited::Noted;
                 }
             }
         }
+    }
+
+    /// Waits for the oldest pending report and notes it. With TLS files to watch, they are
+    /// looked at every [`TLS_LOOK_INTERVAL`] meanwhile: when a new producer takes over,
+    /// the reports already in are noted, the old producer is disposed of, and the rest
+    /// of the records are left undelivered, to be sent again.
+    async fn wait_for_report(&mut self, topics: &[String], attempt: &mut Attempt) -> Waited {
+        let Some(oldest) = attempt.pending.front_mut() else {
+            return Waited::Nothing;
+        };
+        let report = if self.producer.watches_tls() {
+            tokio::select! {
+                report = &mut oldest.report => Some(report),
+                () = tokio::time::sleep(TLS_LOOK_INTERVAL) => None,
+            }
+        } else {
+            Some((&mut oldest.report).await)
+        };
+        if let Some(report) = report {
+            if let Some(done) = attempt.pending.pop_front() {
+                self.note(settle(report), done.index, &topics[done.chunk], attempt);
+            }
+            return Waited::Noted;
+        }
+        let Some(old) = self.producer.renew_if_tls_changed() else {
+            return Waited::Noted;
+        };
+        for waiting in std::mem::take(&mut attempt.pending) {
+            if let Some(report) = waiting.report.now_or_never() {
+                self.note(
+                    settle(report),
+                    waiting.index,
+                    &topics[waiting.chunk],
+                    attempt,
+                );
+            }
+        }
+        dispose(old).await;
+        Waited::ProducerReplaced
     }
 
     /// The topic of a chunk's records: the template filled, unless the cluster said that
@@ -273,6 +353,15 @@ impl KafkaSink {
     /// topic, and the `records` about to be sent there are counted as rerouted.
     fn topic_of(&mut self, route: &RouteValues, records: usize) -> String {
         let topic = self.topic.render(route);
+        // `default_topic` is where refused records go: it is never refused itself.
+        if let Some(topic) = &topic
+            && *topic != self.default_topic
+            && !self
+                .destinations
+                .allows(topic, route, records, &self.default_topic)
+        {
+            return self.default_topic.clone();
+        }
         if let Some(topic) = &topic
             && let Some(since) = self.missing.get(topic)
             && since.elapsed() >= MISSING_TOPIC_RECHECK
@@ -294,10 +383,17 @@ impl KafkaSink {
     /// Records how one record's attempt ended.
     fn note(&mut self, outcome: Outcome, index: usize, topic: &str, attempt: &mut Attempt) {
         let Attempt {
-            progress, failure, ..
+            progress,
+            failure,
+            fatal,
+            report,
+            ..
         } = attempt;
         match outcome {
-            Outcome::Delivered => progress.delivered[index] = true,
+            Outcome::Delivered => {
+                progress.delivered[index] = true;
+                report.delivered = true;
+            }
             Outcome::Rejected(reason) => {
                 tracing::error!(sink = %self.label.sink, topic, %reason, "record refused for good; not retried");
                 progress.delivered[index] = true;
@@ -321,50 +417,19 @@ impl KafkaSink {
                 }
                 failure.get_or_insert(format!("topic {topic:?} does not exist"));
             }
+            Outcome::TimedOut(reason) => {
+                report.timed_out = true;
+                failure.get_or_insert(reason);
+            }
             Outcome::Retry(reason) => {
                 failure.get_or_insert(reason);
             }
             Outcome::Fatal(reason) => {
-                tracing::error!(sink = %self.label.sink, %reason, "producer failed; starting a new one");
-                match create(&self.client) {
-                    Ok(producer) => self.producer = producer,
-                    Err(error) => {
-                        tracing::error!(sink = %self.label.sink, %error, "no new producer")
-                    }
-                }
+                fatal.get_or_insert_with(|| reason.clone());
                 failure.get_or_insert(reason);
             }
         }
     }
-}
-
-/// The producer's properties: ours from the sink's keys, then the passthrough (which the
-/// config has already checked sets none of ours).
-fn client_config(config: &KafkaConfig) -> ClientConfig {
-    let mut client = ClientConfig::new();
-    let acks = match config.acks {
-        Acks::All => "all",
-        Acks::Leader => "1",
-        Acks::None => "0",
-    };
-    client
-        .set("bootstrap.servers", &config.brokers)
-        .set("client.id", "shiplog")
-        .set("compression.codec", &config.compression)
-        .set("acks", acks)
-        .set("enable.idempotence", (config.acks == Acks::All).to_string())
-        .set("allow.auto.create.topics", config.create_topics.to_string());
-    for (property, value) in &config.librdkafka {
-        client.set(property, value);
-    }
-    client
-}
-
-fn create(client: &ClientConfig) -> Result<FutureProducer, String> {
-    client.create().map_err(|error| match error {
-        KafkaError::ClientCreation(reason) => reason,
-        other => other.to_string(),
-    })
 }
 
 /// What a delivery report says.
@@ -377,7 +442,7 @@ fn settle<Canceled>(report: Result<OwnedDeliveryResult, Canceled>) -> Outcome {
 }
 
 /// librdkafka's error codes sorted by what to do about them: the few that mean "never" or
-/// "no such topic" or "new producer"; everything else (broker down, timeouts, leader
+/// "no such topic" or "new producer", and timeouts (counted per producer); everything else (broker down, timeouts, leader
 /// changes, throttling) is worth another try.
 fn classify(error: &KafkaError) -> Outcome {
     let reason = error.to_string();
@@ -388,6 +453,7 @@ fn classify(error: &KafkaError) -> Outcome {
         Some(RDKafkaErrorCode::UnknownTopic | RDKafkaErrorCode::UnknownTopicOrPartition) => {
             Outcome::MissingTopic(reason)
         }
+        Some(RDKafkaErrorCode::MessageTimedOut) => Outcome::TimedOut(reason),
         Some(RDKafkaErrorCode::Fatal) => Outcome::Fatal(reason),
         _ => Outcome::Retry(reason),
     }
