@@ -218,7 +218,10 @@ fn a_sink_that_delivers_nothing_shows_its_last_delivery_falling_behind() {
         util::log_count(&log, "writing /dev/full") > 0
     });
     let stuck_since = last_delivery("stuck").expect("the stuck sink's series");
-    // The working sink's deliveries move its timestamp past the stuck one's start.
+    // The working sink's deliveries move its timestamp past the stuck one's start. The
+    // gauge counts whole seconds: let one pass first, before the lines held for the stuck
+    // sink can fill the pipeline (under load, all of them may fall in the stuck one's second).
+    std::thread::sleep(Duration::from_millis(1100));
     let mut seq = 0;
     wait_until(
         Duration::from_secs(20),
