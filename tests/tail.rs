@@ -425,6 +425,34 @@ fn lines_of_a_file_rotated_while_shiplog_was_down_arrive_before_its_successor() 
 }
 
 #[test]
+fn a_pod_whose_file_rotated_before_any_run_read_it_arrives_whole_and_in_order() {
+    // The node has a state database (shiplog ran here) but nothing of this pod is in it:
+    // the pod started and rotated while shiplog was down, or the last run was killed
+    // before it got to the file. Its first lines are only in the rotated file.
+    let node = Node::new();
+    node.container_log("shop", "quiet-1", "app", lines(9, 0..3).as_bytes());
+    let config = node.config(&[]);
+    run_once(&config);
+    let path = node.container_log("shop", "web-1", "app", lines(0, 0..20).as_bytes());
+    rotate_by_rename(&path, 1);
+    append(&path, &lines(0, 20..30));
+    rotate_by_rename(&path, 2);
+    append(&path, &lines(0, 30..45));
+    run_once(&config);
+    let files = by_file(&node.records());
+    assert_eq!(files[&0], (0..45).collect::<Vec<_>>());
+    assert_eq!(files[&9], (0..3).collect::<Vec<_>>(), "nothing read twice");
+
+    // At the very first start, rotated files are history from before shiplog: not read.
+    let fresh = Node::new();
+    let path = fresh.container_log("shop", "web-1", "app", lines(0, 0..20).as_bytes());
+    rotate_by_rename(&path, 1);
+    append(&path, &lines(0, 20..30));
+    run_once(&fresh.config(&[]));
+    assert_eq!(by_file(&fresh.records())[&0], (20..30).collect::<Vec<_>>());
+}
+
+#[test]
 fn the_checkpoint_of_a_file_deleted_while_shiplog_was_down_is_dropped_at_the_next_start() {
     let node = Node::new();
     let path = node.container_log("shop", "web-1", "app", lines(0, 0..10).as_bytes());

@@ -157,6 +157,8 @@ pub struct Tailer {
     next_file: u64,
     /// Matched files that could not be opened (and were reported), until they can be.
     unreadable: HashSet<PathBuf>,
+    /// Whether discovery has looked at the globs once in this run.
+    looked: bool,
 }
 
 /// The receiving end of [`TailEvent`]s is gone: nothing read would be used.
@@ -197,6 +199,7 @@ impl Tailer {
             next_file: 0,
             metrics,
             unreadable: HashSet::new(),
+            looked: false,
         }
     }
 
@@ -316,8 +319,12 @@ impl Tailer {
                     self.wait_for(key, predecessor);
                 }
                 None => {
+                    let checkpointed = self.resume.contains_key(&id);
                     let offset = self.start_offset(id, &metadata, &handle);
-                    let predecessor = self.predecessors.remove(&file.target);
+                    let mut predecessor = self.predecessors.remove(&file.target);
+                    if predecessor.is_none() && !checkpointed && !self.history_before_install() {
+                        predecessor = self.start_unseen_siblings(&file, id)?;
+                    }
                     let key = self.start(file, handle, id, offset)?;
                     self.wait_for(key, predecessor);
                 }
@@ -332,7 +339,39 @@ impl Tailer {
         for key in vanished {
             self.depart(key);
         }
+        self.looked = true;
         Ok(())
+    }
+
+    /// Whether rotated files found now predate shiplog on this node: during the very first
+    /// start's first look only. Later, a rotated file beside a path nothing of which is
+    /// checkpointed holds lines written while shiplog was meant to be reading them.
+    fn history_before_install(&self) -> bool {
+        self.first_start && !self.looked
+    }
+
+    /// Starts the rotated siblings of a path found with nothing of it checkpointed, each
+    /// whole and oldest first, and returns the last, which the path's file `current` must
+    /// wait for. Such a path rotated before any run read it: a pod started and rotated
+    /// while shiplog was down, or the last run was killed before it committed the path
+    /// (seen under load: a run killed 0.3 s after starting never got to discovery, and the
+    /// file it would have read from its first line was renamed before the next run).
+    /// Siblings with a checkpoint of their own are the start-up's (`startup.rs`).
+    fn start_unseen_siblings(
+        &mut self,
+        found: &FoundFile,
+        current: FileId,
+    ) -> Result<Option<u64>, Disconnected> {
+        let mut predecessor = None;
+        let unseen = self.siblings_since(&found.target, &[current], SystemTime::UNIX_EPOCH);
+        for sibling in unseen {
+            if self.resume.contains_key(&sibling.id) {
+                continue;
+            }
+            tracing::info!(path = %sibling.path.display(), "reading a rotated file of a path no run had read yet");
+            predecessor = self.start_after(&found.path, sibling, 0, predecessor)?;
+        }
+        Ok(predecessor)
     }
 
     /// Opens a file discovery found. A file that cannot be opened for another reason than
@@ -491,7 +530,7 @@ impl Tailer {
 
     /// Rotated siblings of `target` (`<name>.<suffix>` or `<name>-<suffix>`, not
     /// compressed) modified at or after `since`, neither followed nor closed nor one of
-    /// `exclude`, oldest first.
+    /// `exclude`, oldest first (by name among equal times).
     fn siblings_since(
         &self,
         target: &Path,
@@ -531,7 +570,13 @@ impl Tailer {
                 })
             })
             .collect();
-        missed.sort_by_key(|candidate| candidate.modified);
+        // Files rotated within one tick of a coarse clock share a time: the kubelet's
+        // timestamped names then tell their order.
+        missed.sort_by(|a, b| {
+            a.modified
+                .cmp(&b.modified)
+                .then_with(|| a.path.cmp(&b.path))
+        });
         missed
     }
 
