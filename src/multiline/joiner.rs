@@ -83,6 +83,11 @@ impl Joiner {
         }
     }
 
+    /// Whether this joiner follows `rule` (the very same one).
+    pub fn follows(&self, rule: &Arc<Rule>) -> bool {
+        Arc::ptr_eq(&self.rule, rule)
+    }
+
     /// The offset of the held event's first line, if an event is held.
     pub fn held_start(&self) -> Option<u64> {
         self.held.as_ref().map(|held| held.start)
