@@ -242,10 +242,15 @@ impl Processor {
             let Some(state) = self.files.get_mut(&file) else {
                 continue;
             };
+            let lacks_metadata =
+                state.subject.pod.is_none() && !matches!(self.metadata, Metadata::Off);
             let now = now_rfc3339();
             let mut out = ChunkWriter::new(&self.enricher, &state.context, &now, (0, 0));
             state.joiners.flush(&mut |message| out.message(&message));
             out.add_counts(&mut self.stats);
+            if lacks_metadata {
+                self.stats.without_metadata += out.ends.len() as u64;
+            }
             count_refused(&mut self.refused_topics, &state.context, out.ends.len());
             let resume_offset = state.resume_offset();
             chunks.push(out.finish(file, &mut state.next_seq, resume_offset, 0));
@@ -481,7 +486,7 @@ impl Processor {
         let capacities = state.last_chunk.capacities_for(lines.data.len());
         let mut out = ChunkWriter::new(&self.enricher, &state.context, &now, capacities);
         let held = state.reassembler.held_bytes();
-        if !lines.data.is_empty() {
+        if !lines.data.is_empty() && !state.joiners.is_empty() {
             state.joiners.touched(Instant::now());
         }
         // The pod's multiline annotation may have changed with its context.
