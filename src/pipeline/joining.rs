@@ -127,3 +127,78 @@ impl FileJoiners {
         self.held_start().map(|_| self.last_bytes + flush)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use super::*;
+    use crate::enrich::StreamRules;
+    use crate::multiline::builtin;
+
+    fn context(stdout: Option<&Arc<Rule>>, stdout_excluded: bool) -> FileContext {
+        FileContext {
+            kubernetes: None,
+            route: Arc::default(),
+            streams: [
+                StreamRules {
+                    excluded: stdout_excluded,
+                    parser: None,
+                    multiline: stdout.cloned(),
+                },
+                StreamRules::default(),
+            ],
+            warnings: Vec::new(),
+            illegal_topic: false,
+            topic_refused: false,
+        }
+    }
+
+    fn line(text: &str) -> Message<'_> {
+        Message {
+            time: Cow::Borrowed("t"),
+            stream: Stream::Stdout,
+            bytes: Cow::Borrowed(text.as_bytes()),
+            truncated: false,
+            partial: false,
+        }
+    }
+
+    #[test]
+    fn a_file_without_the_annotation_passes_lines_straight_through() {
+        let settings = JoinSettings::defaults(1024);
+        let mut joiners = FileJoiners::new(&context(None, false), settings);
+        assert!(joiners.is_empty());
+        let mut seen = Vec::new();
+        joiners.route(line("java.lang.Error: x"), 0, &mut |m| {
+            seen.push(m.bytes.into_owned())
+        });
+        assert_eq!(seen, [b"java.lang.Error: x".to_vec()]);
+        assert_eq!(joiners.held_start(), None);
+        assert_eq!(joiners.due(settings.flush), None);
+    }
+
+    #[test]
+    fn a_changed_rule_first_ships_what_the_old_one_held_and_exclusion_joins_nothing() {
+        let settings = JoinSettings::defaults(1024);
+        let java = Arc::new(builtin("java").expect("built in"));
+        let python = Arc::new(builtin("python").expect("built in"));
+        let mut joiners = FileJoiners::new(&context(Some(&java), false), settings);
+        let mut seen = Vec::new();
+        let mut emit = |m: Message<'_>| seen.push(String::from_utf8_lossy(&m.bytes).into_owned());
+        joiners.route(line("java.lang.Error: x"), 7, &mut emit);
+        joiners.route(line("\tat a.b(C.java:1)"), 30, &mut emit);
+        assert_eq!(joiners.held_start(), Some(7));
+        joiners.follow(&context(Some(&java), false), settings, &mut emit);
+        assert_eq!(
+            joiners.held_start(),
+            Some(7),
+            "the same rule keeps its event"
+        );
+        joiners.follow(&context(Some(&python), false), settings, &mut emit);
+        assert_eq!(joiners.held_start(), None);
+        joiners.follow(&context(Some(&python), true), settings, &mut emit);
+        assert!(joiners.is_empty(), "an excluded stream joins nothing");
+        assert_eq!(seen, ["java.lang.Error: x\n\tat a.b(C.java:1)"]);
+    }
+}
