@@ -13,7 +13,9 @@
 //! each run (so its CPU is not shiplog's), and checks that every line arrived once;
 //! `--kafka-rtt MS` makes its brokers answer that much later, `--kafka-partitions N` sets
 //! the topic's partitions (default 3) and `--kafka-key TEMPLATE` the key (default `{pod}`,
-//! `""` for none). `SHIPLOG_BIN` runs another build of shiplog (for before/after
+//! `""` for none). `--traces PERCENT` puts that share of every pod's lines in 10-line Java
+//! stack traces and annotates every pod `shiplog.io/multiline: java` (the file sink then
+//! checks one record per trace and per other line). `SHIPLOG_BIN` runs another build of shiplog (for before/after
 //! comparisons; the default is this build's). Under `cargo test` (no `--bench` argument) it
 //! runs a small smoke workload once, so the harness itself stays working.
 
@@ -42,6 +44,9 @@ struct Options {
     kafka_partitions: i32,
     /// The Kafka sink's `key` template.
     kafka_key: String,
+    /// The share of lines, in percent, inside Java stack traces (pods then annotated
+    /// `shiplog.io/multiline: java`); 0 for none.
+    traces: usize,
 }
 
 fn options() -> Options {
@@ -71,7 +76,37 @@ fn options() -> Options {
         kafka_key: value("--kafka-key")
             .cloned()
             .unwrap_or_else(|| "{pod}".to_owned()),
+        traces: number("--traces", 0).min(100),
     }
+}
+
+/// Lines per trace in the `--traces` workload.
+const TRACE_LINES: usize = 10;
+
+/// Line `n` (0-based) of a 10-line Java stack trace.
+fn trace_line(seq: usize, n: usize) -> String {
+    match n {
+        0 => format!("com.acme.orders.OrderException: order A-{seq} could not be placed"),
+        9 => "\t... 42 more".to_owned(),
+        n => format!(
+            "\tat com.acme.orders.Service.step{n}(Service.java:{})",
+            40 + n
+        ),
+    }
+}
+
+/// Whether line `seq` is in a trace, and which line of it: the first `traces` lines of
+/// every hundred, in traces of [`TRACE_LINES`].
+fn in_trace(options: &Options, seq: usize) -> Option<usize> {
+    let within = seq % 100;
+    (within < options.traces / TRACE_LINES * TRACE_LINES).then_some(within % TRACE_LINES)
+}
+
+/// The records a pod's lines make: one per trace, one per other line.
+fn records_per_pod(options: &Options) -> usize {
+    (0..options.lines)
+        .filter(|&seq| in_trace(options, seq).is_none_or(|n| n == 0))
+        .count()
 }
 
 /// What kind of lines a pod writes.
@@ -127,7 +162,10 @@ fn generate(root: &Path, options: &Options, format: &str) -> u64 {
         fs::create_dir_all(&dir).expect("mkdir");
         let mut text = String::with_capacity(options.lines * 220);
         for seq in 0..options.lines {
-            let message = message(kind, seq);
+            let message = match in_trace(options, seq) {
+                Some(n) => trace_line(seq, n),
+                None => message(kind, seq),
+            };
             let time = format!(
                 "2026-11-25T09:{:02}:{:02}.{:09}Z",
                 seq / 60_000 % 60,
@@ -149,10 +187,11 @@ fn generate(root: &Path, options: &Options, format: &str) -> u64 {
         let id = format!("{pod:064x}");
         let link = links.join(format!("{name}_bench_app-{id}.log"));
         std::os::unix::fs::symlink(dir.join("0.log"), link).expect("link");
-        let annotations = if kind == Kind::Nginx {
-            r#"{"shiplog.io/parser":"nginx"}"#
-        } else {
-            "{}"
+        let annotations = match (kind == Kind::Nginx, options.traces > 0) {
+            (true, false) => r#"{"shiplog.io/parser":"nginx"}"#,
+            (false, false) => "{}",
+            (true, true) => r#"{"shiplog.io/parser":"nginx","shiplog.io/multiline":"java"}"#,
+            (false, true) => r#"{"shiplog.io/multiline":"java"}"#,
         };
         if pod > 0 {
             pods_json.push(',');
@@ -303,8 +342,8 @@ fn main() {
     let options = options();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
-        "workload: {} pods x {} lines; {} run(s) each; {cores} cores",
-        options.pods, options.lines, options.runs
+        "workload: {} pods x {} lines ({} % in Java traces); {} run(s) each; {cores} cores",
+        options.pods, options.lines, options.traces, options.runs
     );
     println!("| format | sink | lines/s | MB/s | CPU-s/GB | peak RSS MiB |");
     println!("|---|---|---|---|---|---|");
@@ -326,7 +365,8 @@ fn main() {
                 })
                 .collect();
             if *sink == "file" {
-                // Every line is one whole record: none lost, none split by a flush timer.
+                // Every line (every trace) is one whole record: none lost, none split by a
+                // flush timer.
                 let out = fs::read(root.join("out.jsonl")).expect("the file sink's output");
                 let records = out.split(|&b| b == b'\n').filter(|r| !r.is_empty());
                 let whole = records
@@ -334,8 +374,8 @@ fn main() {
                     .count();
                 assert_eq!(
                     whole,
-                    options.pods * options.lines,
-                    "one whole record per line"
+                    options.pods * records_per_pod(&options),
+                    "one whole record per line (per trace)"
                 );
             }
             for (i, r) in runs.iter().enumerate() {

@@ -8,7 +8,11 @@
 //! hold (no message over `max_line_bytes`), and every record shiplog would ship is valid
 //! JSON that gives back the line and the fields it was built from.
 
-use shiplog::decode::{Format, Reassembler, Stream};
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use shiplog::decode::{Format, Message, Reassembler, Stream};
+use shiplog::multiline::{Joiner, Rule, builtin};
 use shiplog::parse::{ParserSet, json, nginx};
 use shiplog::record::{Flags, Record, Shape};
 
@@ -60,6 +64,63 @@ pub fn runtime_lines(format: Format, data: &[u8]) {
         emitted, decoded,
         "reassembly lost, added or reordered bytes"
     );
+}
+
+/// The multiline joiner. The first byte picks the rule (java, python, go, ruby or a custom
+/// `start` regex) and `max_lines` (1 to 50), the second `max_bytes` (1 to 256); the rest is
+/// lines, one per `\n`. The events, split at `\n` again, give back exactly the lines, in
+/// order; no event has more than `max_lines` lines, nor (unless it is one line) more than
+/// `max_bytes` bytes; nothing stays held after the flush, and no event is held at all when
+/// every line stood alone.
+pub fn multiline(data: &[u8]) {
+    let [choice, bytes, rest @ ..] = data else {
+        return;
+    };
+    let rule = match choice % 5 {
+        0 => builtin("java"),
+        1 => builtin("python"),
+        2 => builtin("go"),
+        3 => builtin("ruby"),
+        _ => Rule::start(r"^\d{4}-|^[A-Z]").ok(),
+    };
+    let Some(rule) = rule else {
+        panic!("rule {} missing", choice % 5);
+    };
+    let max_lines = usize::from(choice / 5) % 50 + 1;
+    let max_bytes = usize::from(*bytes) + 1;
+    let mut joiner = Joiner::new(Arc::new(rule), max_lines, max_bytes);
+    let lines: Vec<&[u8]> = rest.split(|&b| b == b'\n').collect();
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    let mut emit = |message: Message<'_>| {
+        let count = message.bytes.iter().filter(|&&b| b == b'\n').count() + 1;
+        assert!(count <= max_lines, "{count} lines over {max_lines}");
+        assert!(
+            count == 1 || message.bytes.len() <= max_bytes,
+            "{} bytes over {max_bytes}",
+            message.bytes.len()
+        );
+        assert_eq!(message.time, "t", "the first line's time");
+        out.extend(message.bytes.split(|&b| b == b'\n').map(<[u8]>::to_vec));
+    };
+    for (n, line) in lines.iter().enumerate() {
+        let message = Message {
+            time: Cow::Borrowed("t"),
+            stream: Stream::Stdout,
+            bytes: Cow::Borrowed(line),
+            truncated: false,
+            partial: false,
+        };
+        joiner.push(message, n as u64, &mut emit);
+        if let Some(start) = joiner.held_start() {
+            assert!(
+                start <= n as u64,
+                "a held event starts after the line just pushed"
+            );
+        }
+    }
+    joiner.flush(&mut emit);
+    assert_eq!(joiner.held_start(), None, "an event still held after flush");
+    assert_eq!(out, lines, "the joiner lost, added or reordered lines");
 }
 
 fn index(stream: Stream) -> usize {

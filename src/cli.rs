@@ -62,7 +62,9 @@ pub enum Command {
     /// Read raw lines on stdin and print what a parser makes of each, as JSON.
     ///
     /// Each line becomes one JSON object on stdout: `log`, and `data` (and `time` when the
-    /// parser reads one) when it matched, `"matched": false` when not.
+    /// parser reads one) when it matched, `"matched": false` when not. With `--multiline`,
+    /// each event (its lines joined with "\n") does, with `lines` and, when cut,
+    /// `"truncated": true`.
     #[command(after_help = RUN_NOTES)]
     Parse(ParseArgs),
 }
@@ -90,8 +92,12 @@ pub struct CheckArgs {
 #[derive(Debug, Clone, Args)]
 pub struct ParseArgs {
     /// The parser: a built-in one, or one defined in `--parsers-dir`.
+    #[arg(long, value_name = "NAME", required_unless_present = "multiline")]
+    pub parser: Option<String>,
+    /// A multiline rule (built in: java, python, go, ruby; or one of `--parsers-dir`): the
+    /// lines of one event are joined first, and each event printed with its `lines` count.
     #[arg(long, value_name = "NAME")]
-    pub parser: String,
+    pub multiline: Option<String>,
     /// A folder of parser definitions (`*.toml`) to load besides the built-in ones.
     #[arg(long, value_name = "DIR")]
     pub parsers_dir: Vec<PathBuf>,

@@ -14,6 +14,7 @@
 //! - [`serde_words`]: serde's error messages in a TOML editor's terms (pure).
 //! - [`record`]: the record and its JSON rendering (pure).
 //! - [`route`]: the topic template (pure).
+//! - [`multiline`]: the lines of one event (a stack trace) joined into one message (pure).
 //! - [`parse`]: payloads turned into fields for `data` (the JSON merge) (pure).
 //! - [`kube`]: pod identity from file names, pod metadata (an API watch feeding a cache, or a
 //!   PodList file), and its pre-rendered fragment.
@@ -40,6 +41,7 @@ pub mod kube;
 pub mod liveness;
 pub mod logging;
 pub mod metrics;
+pub mod multiline;
 pub mod parse;
 pub mod pipeline;
 pub mod record;

@@ -1,6 +1,7 @@
 //! The `shiplog` command: parse arguments, dispatch, and map every outcome to an exit code
 //! in one place (0 ok, 1 bad config or input, 2 runtime failure).
 
+use std::borrow::Cow;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches};
@@ -8,8 +9,10 @@ use std::io::{BufRead, Write};
 
 use shiplog::cli::{Cli, Command, ParseArgs, RunArgs};
 use shiplog::config::{Config, ConfigError, LogConfig, SinkConfig, SinkKind};
+use shiplog::decode::{Message, Stream};
 use shiplog::logging::Logging;
-use shiplog::parse::ParserSet;
+use shiplog::multiline::Joiner;
+use shiplog::parse::{Parser, ParserSet};
 use shiplog::pipeline::{self, MetadataPlan, Mode, RunError};
 use shiplog::record::write_json_str;
 
@@ -164,45 +167,116 @@ fn describe_sink(sink: &SinkConfig) -> String {
     }
 }
 
-/// `shiplog parse`: each stdin line, parsed, as one JSON object on stdout: `log`, and
-/// `data` (and `time` when the parser reads one) when it matched, `"matched": false` when not.
+/// `shiplog parse`: each stdin line (or, with `--multiline`, each event), parsed, as one
+/// JSON object on stdout: `log`, and `data` (and `time` when the parser reads one) when it
+/// matched, `"matched": false` when not.
 fn parse(args: &ParseArgs) -> Result<(), Failure> {
     let mut parsers = ParserSet::builtin();
     parsers
         .load_dirs(&args.parsers_dir)
         .map_err(|e| Failure::Input(e.to_string()))?;
-    let parser = parsers.get(&args.parser).ok_or_else(|| {
-        let known: Vec<&str> = parsers.names().collect();
-        Failure::Input(format!(
-            "no parser named {:?} (known: {})",
-            args.parser,
-            known.join(", ")
-        ))
-    })?;
+    let parser = match &args.parser {
+        Some(name) => Some(parsers.get(name).ok_or_else(|| {
+            let known: Vec<&str> = parsers.names().collect();
+            Failure::Input(format!(
+                "no parser named {name:?} (known: {})",
+                known.join(", ")
+            ))
+        })?),
+        None => None,
+    };
+    let mut joiner = match &args.multiline {
+        Some(name) => {
+            let rule = parsers.multiline(name).ok_or_else(|| {
+                let known: Vec<&str> = parsers.multiline_names().collect();
+                Failure::Input(format!(
+                    "no multiline rule named {name:?} (known: {})",
+                    known.join(", ")
+                ))
+            })?;
+            Some(Joiner::new(rule, PARSE_MAX_LINES, PARSE_MAX_BYTES))
+        }
+        None => None,
+    };
     let year = this_year();
     let mut stdout = std::io::stdout().lock();
-    for line in std::io::stdin().lock().lines() {
-        let line = line.map_err(|e| Failure::Input(format!("reading stdin: {e}")))?;
-        let mut out = Vec::new();
-        out.extend_from_slice(b"{\"log\":");
-        write_json_str(&mut out, &line);
-        match parser.parse(&line, year) {
-            Some(parsed) => {
-                out.extend_from_slice(b",\"data\":");
-                out.extend_from_slice(parsed.data.as_bytes());
-                if let Some(time) = parsed.time {
-                    out.extend_from_slice(b",\"time\":");
-                    write_json_str(&mut out, &time);
-                }
-            }
-            None => out.extend_from_slice(b",\"matched\":false"),
+    let mut failed = None;
+    let mut print = |message: Message<'_>| {
+        if failed.is_some() {
+            return;
         }
-        out.extend_from_slice(b"}\n");
-        stdout
-            .write_all(&out)
-            .map_err(|e| Failure::Runtime(format!("writing stdout: {e}")))?;
+        let text = String::from_utf8_lossy(&message.bytes);
+        let out = render_parsed(&text, parser.as_deref(), year, joiner_fields(&message));
+        if let Err(e) = stdout.write_all(&out) {
+            failed = Some(Failure::Runtime(format!("writing stdout: {e}")));
+        }
+    };
+    for (number, line) in std::io::stdin().lock().lines().enumerate() {
+        let line = line.map_err(|e| Failure::Input(format!("reading stdin: {e}")))?;
+        let message = Message {
+            time: Cow::Borrowed(""),
+            stream: Stream::Stdout,
+            bytes: Cow::Borrowed(line.as_bytes()),
+            truncated: false,
+            partial: false,
+        };
+        match joiner.as_mut() {
+            Some(joiner) => joiner.push(message, number as u64, &mut print),
+            None => print(message),
+        }
     }
-    Ok(())
+    if let Some(joiner) = joiner.as_mut() {
+        joiner.flush(&mut print);
+    }
+    failed.map_or(Ok(()), Err)
+}
+
+/// `parse --multiline`'s limits: the collector's defaults.
+const PARSE_MAX_LINES: usize = 500;
+const PARSE_MAX_BYTES: usize = 256 * 1024;
+
+/// What `parse --multiline` adds to an event's object: its line count and whether it was cut.
+struct EventFields {
+    lines: usize,
+    truncated: bool,
+}
+
+fn joiner_fields(message: &Message<'_>) -> EventFields {
+    EventFields {
+        lines: newline_count(&message.bytes) + 1,
+        truncated: message.truncated,
+    }
+}
+
+fn newline_count(bytes: &[u8]) -> usize {
+    bytes.iter().filter(|&&b| b == b'\n').count()
+}
+
+/// One line or event as `parse` prints it.
+fn render_parsed(text: &str, parser: Option<&Parser>, year: i16, event: EventFields) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(b"{\"log\":");
+    write_json_str(&mut out, text);
+    if event.lines > 1 || event.truncated {
+        out.extend_from_slice(format!(",\"lines\":{}", event.lines).as_bytes());
+    }
+    if event.truncated {
+        out.extend_from_slice(b",\"truncated\":true");
+    }
+    match parser.map(|parser| parser.parse(text, year)) {
+        Some(Some(parsed)) => {
+            out.extend_from_slice(b",\"data\":");
+            out.extend_from_slice(parsed.data.as_bytes());
+            if let Some(time) = parsed.time {
+                out.extend_from_slice(b",\"time\":");
+                write_json_str(&mut out, &time);
+            }
+        }
+        Some(None) => out.extend_from_slice(b",\"matched\":false"),
+        None => {}
+    }
+    out.extend_from_slice(b"}\n");
+    out
 }
 
 /// This year, for parsers whose time formats have none.

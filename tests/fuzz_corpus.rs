@@ -48,3 +48,8 @@ fn json_merge_corpus() {
 fn builtin_parsers_corpus() {
     replay("builtin_parsers", checks::builtin_parsers);
 }
+
+#[test]
+fn multiline_corpus() {
+    replay("multiline", checks::multiline);
+}

@@ -57,6 +57,9 @@ pub(super) struct TailFile {
     pub rescan_interval: Duration,
     #[serde(deserialize_with = "deserialize_duration")]
     pub rotate_wait: Duration,
+    #[serde(deserialize_with = "deserialize_duration")]
+    pub multiline_flush: Duration,
+    pub multiline_max_lines: usize,
 }
 
 impl Default for TailFile {
@@ -68,6 +71,8 @@ impl Default for TailFile {
             max_line_bytes: 256 * KIB,
             rescan_interval: Duration::from_secs(5),
             rotate_wait: Duration::from_secs(30),
+            multiline_flush: Duration::from_secs(1),
+            multiline_max_lines: 500,
         }
     }
 }

@@ -85,6 +85,13 @@ pub struct TailConfig {
     pub rescan_interval: Duration,
     /// How long a rotated or deleted file stays open after its last read. Default 30 s.
     pub rotate_wait: Duration,
+    /// A multiline event held this long with no new bytes in its file is shipped as it
+    /// stands; never zero. Default 1 s (Fluent Bit's `flush_timeout` is 4 s, and its timer
+    /// can fire inside a group; ours counts from the file's last bytes).
+    pub multiline_flush: Duration,
+    /// A multiline event of more lines is cut into pieces flagged `truncated`; at least 1.
+    /// Default 500.
+    pub multiline_max_lines: usize,
 }
 
 /// `tail.read_from`: `"head"` or `"tail"`.

@@ -169,6 +169,11 @@ fn tail(file: TailFile, origin: &Origin<'_>) -> Result<TailConfig, ConfigError> 
         max_line_bytes,
         rescan_interval: non_zero(file.rescan_interval, "tail.rescan_interval", origin)?,
         rotate_wait: file.rotate_wait,
+        multiline_flush: non_zero(file.multiline_flush, "tail.multiline_flush", origin)?,
+        multiline_max_lines: match file.multiline_max_lines {
+            0 => return Err(origin.error("tail.multiline_max_lines", "must be at least 1")),
+            lines => lines,
+        },
     })
 }
 

@@ -53,6 +53,8 @@ fn default_config(dir: &Path) -> Config {
             max_line_bytes: 256 * 1024,
             rescan_interval: Duration::from_secs(5),
             rotate_wait: Duration::from_secs(30),
+            multiline_flush: Duration::from_secs(1),
+            multiline_max_lines: 500,
         },
         state: StateConfig {
             path: PathBuf::from("/var/lib/shiplog/state.db"),
@@ -135,6 +137,8 @@ read_from = "head"          # "head" | "tail": start of a file with no checkpoin
 max_line_bytes = "256KiB"   # longer lines are cut into flagged pieces, never dropped
 rescan_interval = "5s"
 rotate_wait = "30s"         # how long a rotated or deleted file is kept open after its last read
+multiline_flush = "1s"
+multiline_max_lines = 500
 
 [state]
 path = "/var/lib/shiplog/state.db"       # SQLite
@@ -275,6 +279,8 @@ fn every_section_can_be_overridden() -> TestResult {
             max_line_bytes: 64 * 1024,
             rescan_interval: Duration::from_millis(500),
             rotate_wait: Duration::from_secs(60),
+            multiline_flush: Duration::from_secs(1),
+            multiline_max_lines: 500,
         },
         state: StateConfig {
             path: "/srv/state.db".into(),
@@ -513,7 +519,7 @@ const REFUSED: &[Refused] = &[
     refused(
         "[tail]\ninclde = []\n[sinks.out]\ntype = \"stdout\"",
         "tail",
-        "unknown key \"inclde\" (expected one of: include, exclude, read_from, max_line_bytes, rescan_interval, rotate_wait)",
+        "unknown key \"inclde\" (expected one of: include, exclude, read_from, max_line_bytes, rescan_interval, rotate_wait, multiline_flush, multiline_max_lines)",
     ),
     refused(
         "[sinks.out]\ntype = \"file\"\npath = \"o\"\nformat = \"json\"",

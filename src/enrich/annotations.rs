@@ -1,5 +1,5 @@
-//! Pod annotations that steer shiplog: `<prefix>/parser`, `<prefix>/exclude`,
-//! `<prefix>/topic`, with per-stream (`parser_stdout`) and per-container (`parser-nginx`,
+//! Pod annotations that steer shiplog: `<prefix>/parser`, `<prefix>/multiline`,
+//! `<prefix>/exclude`, `<prefix>/topic`, with per-stream (`parser_stdout`) and per-container (`parser-nginx`,
 //! `parser_stderr-nginx`) forms, for every prefix in `kubernetes.annotation_prefixes`.
 //!
 //! Pure. The most specific form wins (`<what>_<stream>-<container>`, then

@@ -2,8 +2,8 @@
 //!
 //! Pure. Everything that depends only on the pod is worked out once per file in a
 //! [`FileContext`]: the `kubernetes` fragment, the topic, and per stream whether it is
-//! excluded (by the pod's annotations or its namespace's) and which parser its pod's
-//! annotations select. The caller works it out again when the pod or its namespace
+//! excluded (by the pod's annotations or its namespace's) and which parser and multiline
+//! rule its pod's annotations select. The caller works it out again when the pod or its namespace
 //! changes, never per line. Per line there is the parser or the JSON merge, the UTF-8
 //! check and a copy of bytes.
 
@@ -15,6 +15,7 @@ use std::sync::Arc;
 use self::annotations::{Annotations, parse_bool};
 use crate::decode::{DecodeError, Message, Stream};
 use crate::kube::{FragmentOptions, LogFileInfo, NamespaceMeta, PodMeta, render_fragment};
+use crate::multiline::Rule;
 use crate::parse::{self, Parser, ParserSet};
 use crate::record::{Flags, Record, Shape};
 use crate::route::allow::TopicOverrides;
@@ -91,6 +92,9 @@ pub struct StreamRules {
     pub excluded: bool,
     /// Parse every line of this stream with this parser.
     pub parser: Option<Arc<Parser>>,
+    /// Join the lines of one event into one record with this rule
+    /// (`shiplog.io/multiline`).
+    pub multiline: Option<Arc<Rule>>,
 }
 
 impl FileContext {
@@ -305,7 +309,23 @@ impl Enricher {
                 }
                 parser
             });
-        StreamRules { excluded, parser }
+        let multiline = steering
+            .lookup("multiline", container, stream)
+            .and_then(|found| {
+                let rule = self.parsers.multiline(found.value.trim());
+                if rule.is_none() {
+                    warnings.push(format!(
+                        "{}: no multiline rule named {:?}; lines go out one record each",
+                        found.key, found.value
+                    ));
+                }
+                rule
+            });
+        StreamRules {
+            excluded,
+            parser,
+            multiline,
+        }
     }
 
     /// Appends the record of `message` to `out`, and says what became of its payload.

@@ -394,3 +394,59 @@ fn a_namespace_annotated_to_exclude_excludes_every_stream_whatever_the_pod_says(
         junk.warnings
     );
 }
+
+#[test]
+fn the_most_specific_multiline_annotation_picks_each_streams_rule() {
+    let enricher = enricher(true, true, "{namespace}");
+    let container = info().container_name;
+    let pod = annotated(&[
+        ("shiplog.io/multiline", "java"),
+        ("shiplog.io/multiline_stdout", "go"),
+        (
+            &format!("shiplog.io/multiline_stderr-{container}"),
+            "python",
+        ),
+        ("shiplog.io/multiline-other", "ruby"),
+    ]);
+    let context = enricher.context(Some(&info()), Some(&pod));
+    let name = |stream| {
+        context
+            .stream(stream)
+            .multiline
+            .as_ref()
+            .and_then(|rule| rule.builtin_name())
+    };
+    assert_eq!(name(Stream::Stderr), Some("python"));
+    assert_eq!(name(Stream::Stdout), Some("go"));
+    assert!(context.warnings.is_empty(), "{:?}", context.warnings);
+}
+
+#[test]
+fn pods_without_the_multiline_annotation_join_nothing_and_unknown_rules_are_reported() {
+    let enricher = enricher(true, true, "{namespace}");
+    let plain = enricher.context(Some(&info()), Some(&pod()));
+    assert!(plain.streams.iter().all(|rules| rules.multiline.is_none()));
+    let pod = annotated(&[
+        ("shiplog.io/multiline", "cobol"),
+        ("shiplog.io/parser_stdout", "java"),
+    ]);
+    let context = enricher.context(Some(&info()), Some(&pod));
+    assert!(
+        context
+            .streams
+            .iter()
+            .all(|rules| rules.multiline.is_none())
+    );
+    assert!(
+        context.stream(Stream::Stdout).parser.is_none(),
+        "a multiline rule is not a parser"
+    );
+    assert!(
+        context
+            .warnings
+            .iter()
+            .any(|w| w.contains("no multiline rule named \"cobol\"")),
+        "{:?}",
+        context.warnings
+    );
+}

@@ -4,7 +4,7 @@
 //!
 //! ```toml
 //! [nginx]
-//! format = "regex"                        # "regex" | "json" | "logfmt"
+//! format = "regex"                        # "regex" | "json" | "logfmt" | "multiline"
 //! regex = '''^(?<remote>[^ ]*) ...$'''    # regex only: named groups become fields
 //! time_key = "time"                       # with time_format, or neither
 //! time_format = "%d/%b/%Y:%H:%M:%S %z"
@@ -19,6 +19,9 @@
 //! line = "not an access log line"
 //! matches = false                         # a line the parser must not match
 //! ```
+//!
+//! A multiline rule (`format = "multiline"`) has one key besides `format`: `start = 'REGEX'`,
+//! a line matching it begins a new event (see [`crate::multiline`]).
 //!
 //! Examples are checked whenever a file loads, so a definition whose own examples disagree
 //! with it is refused like any other mistake, naming `example[N]` (counted from 0).
@@ -35,6 +38,7 @@ use super::json::JsonParser;
 use super::logfmt::LogfmtParser;
 use super::regex::RegexParser;
 use super::time::{TimeFormat, TimeKey};
+use crate::multiline::Rule;
 
 /// The year examples are checked with: formats without a year (syslog RFC 3164, klog) take
 /// the year a line was read in, and examples read as if in this one.
@@ -46,6 +50,7 @@ pub const EXAMPLE_YEAR: i16 = 2024;
 struct Definition {
     format: Format,
     regex: Option<String>,
+    start: Option<String>,
     time_key: Option<String>,
     time_format: Option<String>,
     #[serde(default)]
@@ -60,6 +65,16 @@ enum Format {
     Regex,
     Json,
     Logfmt,
+    Multiline,
+}
+
+/// What a table defines: a parser, or a multiline rule.
+#[derive(Debug)]
+pub(super) enum Built {
+    /// A parser, for `<prefix>/parser`.
+    Parser(Parser),
+    /// A multiline rule, for `shiplog.io/multiline`.
+    Multiline(Rule),
 }
 
 /// A sample line and what the parser must make of it.
@@ -78,7 +93,7 @@ fn matches_by_default() -> bool {
 }
 
 /// Parser `name`, defined by `table` in `file`, with its examples checked.
-pub(super) fn build(file: &Path, name: &str, table: toml::Value) -> Result<Parser, ParserError> {
+pub(super) fn build(file: &Path, name: &str, table: toml::Value) -> Result<Built, ParserError> {
     if name.is_empty() {
         return Err(ParserError::new(file, name, "", "a parser needs a name"));
     }
@@ -92,17 +107,53 @@ pub(super) fn build(file: &Path, name: &str, table: toml::Value) -> Result<Parse
     }
     let definition: Definition = serde_path_to_error::deserialize(table)
         .map_err(|error| ParserError::from_serde(file, name, &error))?;
+    if matches!(definition.format, Format::Multiline) {
+        let rule = definition
+            .multiline()
+            .map_err(|error| error.at(file, name))?;
+        return Ok(Built::Multiline(rule));
+    }
     let parser = definition.parser().map_err(|error| error.at(file, name))?;
     for (index, example) in definition.example.iter().enumerate() {
         example
             .check(&parser)
             .map_err(|reason| ParserError::new(file, name, format!("example[{index}]"), reason))?;
     }
-    Ok(parser)
+    Ok(Built::Parser(parser))
 }
 
 impl Definition {
+    /// A multiline rule: `start` and nothing else.
+    fn multiline(&self) -> Result<Rule, KeyError> {
+        let extra = [
+            ("regex", self.regex.is_some()),
+            ("time_key", self.time_key.is_some()),
+            ("time_format", self.time_format.is_some()),
+            ("types", !self.types.is_empty()),
+            ("example", !self.example.is_empty()),
+        ];
+        if let Some((key, _)) = extra.into_iter().find(|(_, set)| *set) {
+            return Err(KeyError::new(
+                key,
+                "a multiline rule takes only start = 'REGEX' (a line matching it begins an event)",
+            ));
+        }
+        let Some(start) = &self.start else {
+            return Err(KeyError::new(
+                "start",
+                "missing: a multiline rule needs start = 'REGEX', matching the first line of an event",
+            ));
+        };
+        Rule::start(start).map_err(|reason| KeyError::new("start", reason))
+    }
+
     fn parser(&self) -> Result<Parser, KeyError> {
+        if self.start.is_some() {
+            return Err(KeyError::new(
+                "start",
+                "only a multiline rule (format = \"multiline\") takes start",
+            ));
+        }
         let time = self.time()?;
         match self.format {
             Format::Regex => {
@@ -129,6 +180,8 @@ impl Definition {
                 self.refuse_regex("logfmt")?;
                 Ok(Parser::Logfmt(LogfmtParser::new(self.types.clone(), time)))
             }
+            // `build` reads multiline tables with `multiline`, never here.
+            Format::Multiline => Err(KeyError::new("format", "a multiline rule is not a parser")),
         }
     }
 

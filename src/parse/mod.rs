@@ -35,6 +35,7 @@ pub use self::error::ParserError;
 use self::json::JsonParser;
 use self::logfmt::LogfmtParser;
 use self::regex::RegexParser;
+use crate::multiline::{Rule, rules::BUILTIN_NAMES};
 
 /// A parser, ready to use: regexes compiled and time formats checked.
 #[derive(Debug, Clone)]
@@ -85,28 +86,45 @@ const BUILTIN: [(&str, &str); 6] = [
     ("klog.toml", include_str!("../../parsers/klog.toml")),
 ];
 
-/// Parsers by name. Cheap to share: each parser sits behind an `Arc`.
+/// Parsers and multiline rules by name (one namespace for both). Cheap to share: each sits
+/// behind an `Arc`.
 #[derive(Debug, Clone, Default)]
 pub struct ParserSet {
     parsers: BTreeMap<String, Loaded>,
 }
 
-/// A loaded parser and the file that defined it.
+/// A loaded parser or multiline rule, and the file that defined it.
 #[derive(Debug, Clone)]
 struct Loaded {
-    parser: Arc<Parser>,
+    defined: Defined,
     file: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+enum Defined {
+    Parser(Arc<Parser>),
+    Multiline(Arc<Rule>),
 }
 
 impl ParserSet {
     /// The built-in parsers: `json`, `logfmt`, `nginx`, `apache2`, `apache_error`,
-    /// `syslog-rfc3164`, `syslog-rfc5424` and `klog`. Their files are tested to load; were
-    /// one ever broken, its parsers would be missing rather than the binary panicking.
+    /// `syslog-rfc3164`, `syslog-rfc5424` and `klog`, and the multiline rules `java`,
+    /// `python`, `go` and `ruby`. Their files are tested to load; were one ever broken, its
+    /// parsers would be missing rather than the binary panicking.
     pub fn builtin() -> ParserSet {
         let mut set = ParserSet::default();
         for (name, text) in BUILTIN {
             if let Ok(file) = ParserSet::from_toml(text, &Path::new("built-in").join(name)) {
                 set.parsers.extend(file.parsers);
+            }
+        }
+        for name in BUILTIN_NAMES {
+            if let Some(rule) = crate::multiline::builtin(name) {
+                let loaded = Loaded {
+                    defined: Defined::Multiline(Arc::new(rule)),
+                    file: Path::new("built-in").join("multiline"),
+                };
+                set.parsers.insert(name.to_owned(), loaded);
             }
         }
         set
@@ -118,9 +136,12 @@ impl ParserSet {
             toml::from_str(text).map_err(|error| ParserError::from_syntax(origin, text, &error))?;
         let mut parsers = BTreeMap::new();
         for (name, table) in tables {
-            let parser = Arc::new(definition::build(origin, &name, table)?);
+            let defined = match definition::build(origin, &name, table)? {
+                definition::Built::Parser(parser) => Defined::Parser(Arc::new(parser)),
+                definition::Built::Multiline(rule) => Defined::Multiline(Arc::new(rule)),
+            };
             let file = origin.to_path_buf();
-            parsers.insert(name, Loaded { parser, file });
+            parsers.insert(name, Loaded { defined, file });
         }
         Ok(ParserSet { parsers })
     }
@@ -154,7 +175,18 @@ impl ParserSet {
 
     /// The parser called `name`.
     pub fn get(&self, name: &str) -> Option<Arc<Parser>> {
-        self.parsers.get(name).map(|d| Arc::clone(&d.parser))
+        match &self.parsers.get(name)?.defined {
+            Defined::Parser(parser) => Some(Arc::clone(parser)),
+            Defined::Multiline(_) => None,
+        }
+    }
+
+    /// The multiline rule called `name`.
+    pub fn multiline(&self, name: &str) -> Option<Arc<Rule>> {
+        match &self.parsers.get(name)?.defined {
+            Defined::Multiline(rule) => Some(Arc::clone(rule)),
+            Defined::Parser(_) => None,
+        }
     }
 
     /// The file that defined parser `name` (`built-in/<file>` for a built-in one).
@@ -162,9 +194,20 @@ impl ParserSet {
         self.parsers.get(name).map(|d| d.file.as_path())
     }
 
-    /// Every parser's name, in order.
+    /// Every parser's name, in order (multiline rules not included).
     pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.parsers.keys().map(String::as_str)
+        self.parsers
+            .iter()
+            .filter(|(_, loaded)| matches!(loaded.defined, Defined::Parser(_)))
+            .map(|(name, _)| name.as_str())
+    }
+
+    /// Every multiline rule's name, in order.
+    pub fn multiline_names(&self) -> impl Iterator<Item = &str> {
+        self.parsers
+            .iter()
+            .filter(|(_, loaded)| matches!(loaded.defined, Defined::Multiline(_)))
+            .map(|(name, _)| name.as_str())
     }
 }
 

@@ -98,11 +98,11 @@ fn definition_mistakes_name_the_file_the_parser_and_the_key() {
         ),
         (
             "[web]\nformat = \"xml\"\n",
-            "p.toml: parser \"web\": format: unknown value \"xml\" (expected one of: regex, json, logfmt)",
+            "p.toml: parser \"web\": format: unknown value \"xml\" (expected one of: regex, json, logfmt, multiline)",
         ),
         (
             "[web]\nformat = \"logfmt\"\nregx = 'a'\n",
-            "p.toml: parser \"web\": regx: unknown key (expected one of: format, regex, time_key, time_format, types, example)",
+            "p.toml: parser \"web\": regx: unknown key (expected one of: format, regex, start, time_key, time_format, types, example)",
         ),
         (
             "[web]\nformat = \"logfmt\"\ntypes = { code = \"int\" }\n",
@@ -330,4 +330,44 @@ proptest! {
     fn lines_close_to_the_examples_give_json_objects_too(line in near_lines()) {
         check_every_parser(&line)?;
     }
+}
+
+#[test]
+fn a_multiline_rule_is_defined_by_its_start_regex_and_a_bad_one_names_file_and_key() {
+    let text = "[spring]\nformat = \"multiline\"\nstart = '^\\d{4}-\\d{2}-\\d{2} '\n";
+    let set = ParserSet::from_toml(text, Path::new("p.toml")).unwrap();
+    assert!(set.multiline("spring").is_some());
+    assert!(set.get("spring").is_none(), "a multiline rule is no parser");
+    assert_eq!(set.names().count(), 0);
+    let cases = [
+        (
+            "[spring]\nformat = \"multiline\"\nstart = '^(\\d{4}'\n",
+            "p.toml: parser \"spring\": start: regex parse error:",
+        ),
+        (
+            "[spring]\nformat = \"multiline\"\n",
+            "p.toml: parser \"spring\": start: missing: a multiline rule needs start",
+        ),
+        (
+            "[spring]\nformat = \"multiline\"\nstart = 'x'\nregex = 'y'\n",
+            "p.toml: parser \"spring\": regex: a multiline rule takes only start",
+        ),
+        (
+            "[web]\nformat = \"logfmt\"\nstart = 'x'\n",
+            "p.toml: parser \"web\": start: only a multiline rule",
+        ),
+    ];
+    for (text, expected) in cases {
+        let error = load_error(text);
+        assert!(error.starts_with(expected), "{error}\nexpected: {expected}");
+    }
+}
+
+#[test]
+fn the_built_in_set_holds_the_multiline_rules_of_the_contract() {
+    let set = ParserSet::builtin();
+    assert_eq!(
+        set.multiline_names().collect::<Vec<_>>(),
+        ["go", "java", "python", "ruby"]
+    );
 }

@@ -17,6 +17,7 @@
 
 mod acks;
 mod checkpoint;
+mod joining;
 mod memory;
 mod process;
 mod run;
@@ -98,6 +99,16 @@ pub enum Mode {
     Follow,
 }
 
+/// What the processor thread waits for.
+enum Next {
+    /// A tail event.
+    Event(TailEvent),
+    /// The tail engine closed its channel.
+    Closed,
+    /// A held multiline event is due.
+    Due,
+}
+
 /// The processor thread and its connections.
 struct ProcessStage {
     processor: Processor,
@@ -142,22 +153,57 @@ impl ProcessStage {
             .set(i64::try_from(self.processor.open_files()).unwrap_or(i64::MAX));
     }
 
-    /// Events in, chunks out to every sink, until the engine closes its channel.
+    /// Events in, chunks out to every sink, until the engine closes its channel. While a
+    /// multiline event is held, the wait for the next event ends when it is due.
     fn run(mut self, mut events: mpsc::Receiver<TailEvent>) -> ProcessStats {
         let metrics = Arc::clone(&self.metrics);
         let liveness = &metrics.liveness;
         loop {
             let event = {
                 let _waiting = liveness.wait(Stage::Process);
-                events.blocking_recv()
+                self.next_event(&mut events)
             };
-            let Some(event) = event else { break };
-            if !self.handle(event) {
+            let handled = match event {
+                Next::Event(event) => self.handle(event),
+                Next::Closed => break,
+                Next::Due => true,
+            };
+            // Held events are shipped only while nothing more is queued: a queued read of
+            // their file may hold their next lines (the wait may have been downstream's).
+            if !handled || (events.is_empty() && !self.flush_due()) {
                 break;
             }
         }
         liveness.end(Stage::Process);
         self.processor.stats()
+    }
+
+    /// The next event, or `Due` when a held multiline event's time came first.
+    fn next_event(&self, events: &mut mpsc::Receiver<TailEvent>) -> Next {
+        let due = self.processor.next_due();
+        let handle = tokio::runtime::Handle::try_current();
+        let event = match (due, handle) {
+            (Some(due), Ok(handle)) => {
+                let wait = tokio::time::timeout_at(due.into(), events.recv());
+                match handle.block_on(wait) {
+                    Ok(event) => event,
+                    Err(_elapsed) => return Next::Due,
+                }
+            }
+            _ => events.blocking_recv(),
+        };
+        event.map_or(Next::Closed, Next::Event)
+    }
+
+    /// Ships the held multiline events that are due; false when the pipeline downstream
+    /// is gone.
+    fn flush_due(&mut self) -> bool {
+        let chunks = self.processor.flush_due(std::time::Instant::now());
+        if chunks.is_empty() {
+            return true;
+        }
+        self.publish();
+        chunks.into_iter().all(|chunk| self.deliver(chunk, None))
     }
 
     /// Handles one event; false when the pipeline downstream is gone.

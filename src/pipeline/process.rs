@@ -14,9 +14,11 @@
 //! is shipped as it stands, flagged `truncated` ([`Processor::cut_oldest_pending`]; issue
 //! 17: 500 files each waiting for its line's end took 218 MiB with a 16 MiB limit).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
+
+use super::joining::{FileJoiners, JoinSettings};
 
 use crate::decode::{self, DecodeError, Format, Message, Reassembler, Stream};
 use crate::enrich::{Enricher, FileContext, Outcome};
@@ -107,6 +109,8 @@ struct OpenFile {
     /// When (in the processor's count of events) the reassembler last went from holding
     /// nothing to holding a pending line: the smallest is the line pending longest.
     pending_since: Option<u64>,
+    /// The multiline joiners its pod's annotations ask for (none for most files).
+    joiners: FileJoiners,
 }
 
 /// The most rendered bytes per input byte a chunk's buffer is sized for in advance.
@@ -147,12 +151,14 @@ impl ChunkSize {
 }
 
 impl OpenFile {
-    /// Where reading must resume if everything processed so far is delivered.
+    /// Where reading must resume if everything processed so far is delivered: never past
+    /// the start of a line still being reassembled or of a multiline event still held.
     fn resume_offset(&self) -> u64 {
         self.pending_start
             .iter()
             .flatten()
             .copied()
+            .chain(self.joiners.held_start())
             .min()
             .unwrap_or(self.offset)
             .min(self.offset)
@@ -176,6 +182,10 @@ pub struct Processor {
     pending_bytes: usize,
     /// Events handled: the clock of `OpenFile::pending_since`.
     events: u64,
+    /// `tail.multiline_*`.
+    join: JoinSettings,
+    /// The files whose joiners hold an event: the only ones the flush timer looks at.
+    holding: HashSet<u64>,
 }
 
 impl Processor {
@@ -191,7 +201,61 @@ impl Processor {
             refused_topics: HashMap::new(),
             pending_bytes: 0,
             events: 0,
+            join: JoinSettings::defaults(max_line_bytes),
+            holding: HashSet::new(),
         }
+    }
+
+    /// The processor with `tail.multiline_flush` and `tail.multiline_max_lines` as given.
+    pub fn with_joining(mut self, flush: std::time::Duration, max_lines: usize) -> Self {
+        self.join.flush = flush;
+        self.join.max_lines = max_lines;
+        self
+    }
+
+    /// When the first held multiline event is due to be shipped as it stands (its file
+    /// had no new bytes for `multiline_flush`); `None` when no event is held.
+    pub fn next_due(&self) -> Option<Instant> {
+        self.holding
+            .iter()
+            .filter_map(|file| self.files.get(file)?.joiners.due(self.join.flush))
+            .min()
+    }
+
+    /// Ships the held multiline events of every file that had no new bytes for
+    /// `multiline_flush` by `now`, a chunk per file; its offset moves past them.
+    pub fn flush_due(&mut self, now: Instant) -> Vec<Rendered> {
+        let due: Vec<u64> = self
+            .holding
+            .iter()
+            .copied()
+            .filter(|file| {
+                self.files
+                    .get(file)
+                    .and_then(|state| state.joiners.due(self.join.flush))
+                    .is_some_and(|due| due <= now)
+            })
+            .collect();
+        let mut chunks = Vec::new();
+        for file in due {
+            self.holding.remove(&file);
+            let Some(state) = self.files.get_mut(&file) else {
+                continue;
+            };
+            let lacks_metadata =
+                state.subject.pod.is_none() && !matches!(self.metadata, Metadata::Off);
+            let now = now_rfc3339();
+            let mut out = ChunkWriter::new(&self.enricher, &state.context, &now, (0, 0));
+            state.joiners.flush(&mut |message| out.message(&message));
+            out.add_counts(&mut self.stats);
+            if lacks_metadata {
+                self.stats.without_metadata += out.ends.len() as u64;
+            }
+            count_refused(&mut self.refused_topics, &state.context, out.ends.len());
+            let resume_offset = state.resume_offset();
+            chunks.push(out.finish(file, &mut state.next_seq, resume_offset, 0));
+        }
+        chunks
     }
 
     /// Records whose topic choice was refused, by namespace, since the last call.
@@ -306,7 +370,9 @@ impl Processor {
             pod: pod.ok(),
             namespace,
         };
+        let joiners = FileJoiners::new(&context, self.join);
         let state = OpenFile {
+            joiners,
             context,
             subject,
             format: None,
@@ -397,7 +463,10 @@ impl Processor {
         let now = now_rfc3339();
         self.stats.bytes += lines.data.len() as u64;
         if state.context.all_excluded() {
-            let out = ChunkWriter::new(&self.enricher, &state.context, &now, (0, 0));
+            let mut out = ChunkWriter::new(&self.enricher, &state.context, &now, (0, 0));
+            // An event held before the file was excluded goes the way of its lines.
+            state.joiners.flush(&mut |message| out.message(&message));
+            self.holding.remove(&file);
             // Nothing of this file ships: count its lines without decoding them; the empty
             // chunk still carries its offset to the checkpoint.
             let count = match lines.end_kind {
@@ -417,10 +486,20 @@ impl Processor {
         let capacities = state.last_chunk.capacities_for(lines.data.len());
         let mut out = ChunkWriter::new(&self.enricher, &state.context, &now, capacities);
         let held = state.reassembler.held_bytes();
+        if !lines.data.is_empty() && !state.joiners.is_empty() {
+            state.joiners.touched(Instant::now());
+        }
+        // The pod's multiline annotation may have changed with its context.
+        state
+            .joiners
+            .follow(&state.context, self.join, &mut |message| {
+                out.message(&message)
+            });
         let mut decoder = LineDecoder {
             format: &mut state.format,
             reassembler: &mut state.reassembler,
             pending_start: &mut state.pending_start,
+            joiners: &mut state.joiners,
         };
         let mut lines_read = 0;
         match lines.end_kind {
@@ -465,6 +544,11 @@ impl Processor {
             (since, false) => since,
         };
         state.offset = lines.end;
+        if state.joiners.held_start().is_some() {
+            self.holding.insert(file);
+        } else if !state.joiners.is_empty() {
+            self.holding.remove(&file);
+        }
         let input_bytes = lines.data.len();
         state.last_chunk = ChunkSize {
             input: input_bytes,
@@ -481,9 +565,15 @@ impl Processor {
         self.pending_bytes -= state.reassembler.held_bytes();
         let now = now_rfc3339();
         let mut out = ChunkWriter::new(&self.enricher, &state.context, &now, (0, 0));
-        state
-            .reassembler
-            .flush(&mut |message| out.message(&message));
+        self.holding.remove(&file);
+        let starts = state.pending_start;
+        let joiners = &mut state.joiners;
+        let offset = state.offset;
+        state.reassembler.flush(&mut |message| {
+            let start = starts[stream_index(message.stream)].unwrap_or(offset);
+            joiners.route(message, start, &mut |message| out.message(&message));
+        });
+        joiners.flush(&mut |message| out.message(&message));
         out.add_counts(&mut self.stats);
         if lacks_metadata {
             self.stats.without_metadata += out.ends.len() as u64;
@@ -508,11 +598,17 @@ fn count_refused(counts: &mut HashMap<String, u64>, context: &FileContext, recor
 }
 
 /// Decodes a file's lines, keeping its format, its reassembler and where pending lines
-/// began.
+/// began, and hands whole lines to its multiline joiners.
 struct LineDecoder<'a> {
     format: &'a mut Option<Format>,
     reassembler: &'a mut Reassembler,
     pending_start: &'a mut [Option<u64>; 2],
+    joiners: &'a mut FileJoiners,
+}
+
+/// The index of `stream` in per-stream arrays (stdout, stderr).
+fn stream_index(stream: Stream) -> usize {
+    usize::from(stream == Stream::Stderr)
 }
 
 impl LineDecoder<'_> {
@@ -532,17 +628,25 @@ impl LineDecoder<'_> {
             Err(error) => return out.undecodable(line, error, at_end),
         };
         decoded.partial |= at_end;
-        let stream = usize::from(decoded.stream == Stream::Stderr);
+        let stream = stream_index(decoded.stream);
+        // Where each stream's next message began: its pending line's first piece, or this
+        // line for the stream of this line.
+        let mut starts = *self.pending_start;
+        starts[stream].get_or_insert(offset);
         let pending = &mut self.pending_start[stream];
         if decoded.partial {
             pending.get_or_insert(offset);
         } else {
             *pending = None;
         }
-        self.reassembler
-            .push(decoded, &mut |message| out.message(&message));
+        let joiners = &mut *self.joiners;
+        let mut route = |message: Message<'_>| {
+            let start = starts[stream_index(message.stream)].unwrap_or(offset);
+            joiners.route(message, start, &mut |message| out.message(&message));
+        };
+        self.reassembler.push(decoded, &mut route);
         if at_end {
-            self.reassembler.flush(&mut |message| out.message(&message));
+            self.reassembler.flush(&mut route);
             *self.pending_start = [None, None];
         }
     }

@@ -144,7 +144,8 @@ pub async fn start(
 
     let (notes_tx, notes_rx) = mpsc::unbounded_channel();
     let stage = ProcessStage {
-        processor: Processor::new(enricher, metadata.clone(), config.tail.max_line_bytes),
+        processor: Processor::new(enricher, metadata.clone(), config.tail.max_line_bytes)
+            .with_joining(config.tail.multiline_flush, config.tail.multiline_max_lines),
         sinks: sink_inputs,
         notes: notes_tx,
         budget: Arc::clone(&budget),
