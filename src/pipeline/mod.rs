@@ -19,6 +19,7 @@ mod acks;
 mod checkpoint;
 mod memory;
 mod process;
+mod routing;
 mod run;
 mod shutdown;
 mod supervisor;
@@ -98,10 +99,19 @@ pub enum Mode {
     Follow,
 }
 
+/// Chunks queued for each sink when sinks have `match` tables: a sink that is down must
+/// not stop the chunks of other sinks, so its queue holds what it has not taken up to the
+/// memory budget (which bounds the bytes; this only bounds the count).
+const ROUTED_CHANNEL_CHUNKS: usize = 1 << 16;
+
 /// The processor thread and its connections.
 struct ProcessStage {
     processor: Processor,
+    /// The transforms and each sink's `match`.
+    router: routing::Router,
     sinks: Vec<mpsc::Sender<Arc<Rendered>>>,
+    /// Where chunks routed to no sink are acknowledged at once.
+    acks: mpsc::Sender<crate::sink::Delivered>,
     notes: mpsc::UnboundedSender<FileNote>,
     budget: Arc<MemoryBudget>,
     stopping: Arc<AtomicBool>,
@@ -138,6 +148,13 @@ impl ProcessStage {
         }
         m.pending_lines_cut
             .inc_by(now.pending_lines_cut - was.pending_lines_cut);
+        let routed = self.router.take_counts();
+        m.unrouted_records.inc_by(routed.unrouted);
+        m.redactions.inc_by(routed.redactions);
+        for (namespace, records) in routed.throttled {
+            let label = crate::metrics::NamespaceLabel { namespace };
+            m.throttled_records.get_or_create(&label).inc_by(records);
+        }
         m.files_open
             .set(i64::try_from(self.processor.open_files()).unwrap_or(i64::MAX));
     }
@@ -204,9 +221,17 @@ impl ProcessStage {
     fn deliver(&mut self, chunk: Rendered, closed: Option<(u64, bool)>) -> bool {
         let liveness = &self.metrics.liveness;
         let stopping = || self.stopping.load(Ordering::Relaxed);
+        let routed = self.router.route(chunk, std::time::Instant::now());
+        let (ack, bytes) = match &routed {
+            routing::Destinations::Sinks(list) => match list.first() {
+                Some((_, chunk)) => (chunk.ack, chunk.ack.bytes),
+                None => return true,
+            },
+            routing::Destinations::Nowhere(chunk) => (chunk.ack, chunk.ack.bytes),
+        };
         let acquired = {
             let _waiting = liveness.wait(Stage::Process);
-            self.budget.acquire(chunk.ack.bytes, &stopping)
+            self.budget.acquire(bytes, &stopping)
         };
         if !acquired {
             return false;
@@ -214,17 +239,19 @@ impl ProcessStage {
         if let Some((file, gone)) = closed {
             drop(self.notes.send(FileNote::Closed {
                 file,
-                last_seq: chunk.ack.seq,
+                last_seq: ack.seq,
                 gone,
             }));
         }
-        let chunk = Arc::new(chunk);
         // A closed sink stopped for good; its task reports why. Reading on would deliver
         // nothing.
         let _waiting = liveness.wait(Stage::Process);
-        self.sinks
-            .iter()
-            .all(|sink| sink.blocking_send(Arc::clone(&chunk)).is_ok())
+        match routed {
+            routing::Destinations::Sinks(list) => list
+                .into_iter()
+                .all(|(sink, chunk)| self.sinks[sink].blocking_send(chunk).is_ok()),
+            routing::Destinations::Nowhere(chunk) => self.acks.blocking_send(vec![chunk]).is_ok(),
+        }
     }
 }
 
