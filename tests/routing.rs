@@ -18,12 +18,17 @@ fn cri(stream: &str, message: &str) -> String {
 /// Writes `shiplog.toml`: the node's container logs, metadata off, then `body` (sinks and
 /// transforms).
 fn config(node: &Node, body: &str) -> PathBuf {
+    config_serving(node, body, "")
+}
+
+/// [`config`] with the server on `listen`.
+fn config_serving(node: &Node, body: &str, listen: &str) -> PathBuf {
     let text = format!(
         "[tail]\ninclude = [\"var/log/containers/*.log\"]\nrescan_interval = \"200ms\"\n\
          [state]\npath = \"state.db\"\ncommit_interval = \"100ms\"\n\
          [pipeline]\nbatch_timeout = \"50ms\"\n\
          [kubernetes]\nmetadata = \"off\"\n\
-         [server]\nlisten = \"\"\n{body}"
+         [server]\nlisten = \"{listen}\"\n{body}"
     );
     node.write("shiplog.toml", text.as_bytes())
 }
@@ -349,4 +354,111 @@ namespaces = ["audit"]
         300,
         "audit lines once"
     );
+}
+
+#[test]
+fn unrouted_redacted_and_throttled_records_are_counted_in_metrics() {
+    let node = Node::new();
+    let noisy: String = (0..3000)
+        .map(|i| cri("stdout", &format!("noisy {i}")))
+        .collect();
+    node.container_log("shop", "noisy-1", "app", noisy.as_bytes());
+    let secrets: String = (0..10)
+        .map(|i| cri("stdout", &format!("login {i} password=p{i}")))
+        .collect();
+    node.container_log("shop", "web-1", "app", secrets.as_bytes());
+    let elsewhere: String = (0..5)
+        .map(|i| cri("stdout", &format!("paid {i}")))
+        .collect();
+    node.container_log("payments", "api-1", "app", elsewhere.as_bytes());
+    let body = r#"
+[sinks.out]
+type = "file"
+path = "out.jsonl"
+[sinks.out.match]
+namespaces = ["shop"]
+
+[[transforms]]
+type = "throttle"
+rate = 100
+[transforms.match]
+namespaces = ["shop"]
+
+[[transforms]]
+type = "redact"
+pattern = 'password=\S+'
+fields = ["log"]
+"#;
+    let config = config_serving(&node, body, "127.0.0.1:0");
+    let log = node.path("shiplog.log");
+    let shiplog = Running::start(&config, &log);
+    let address = util::server_address(&log);
+    let throttled = "shiplog_throttled_records_total{namespace=\"shop\"}";
+    let mut metrics = String::new();
+    util::wait_until(Duration::from_secs(30), "every line counted", || {
+        metrics = util::http_get(&address, "/metrics").1;
+        let delivered = node.records().len() as f64;
+        let dropped = util::metric(&metrics, throttled).unwrap_or(0.0);
+        util::metric(&metrics, "shiplog_unrouted_records_total") == Some(5.0)
+            && delivered + dropped == 3010.0
+    });
+    assert!(shiplog.stop().success());
+    assert_eq!(
+        util::metric(&metrics, "shiplog_redactions_total"),
+        Some(10.0)
+    );
+    let dropped = util::metric(&metrics, throttled).unwrap_or(0.0);
+    assert!(
+        dropped >= 2000.0,
+        "the noisy pod was held to its rate: {dropped} dropped"
+    );
+    let logins: Vec<String> = logs(&node.records())
+        .into_iter()
+        .filter(|l| l.starts_with("login"))
+        .collect();
+    let expected: Vec<String> = (0..10).map(|i| format!("login {i} [REDACTED]")).collect();
+    assert_eq!(logins, expected);
+}
+
+#[test]
+fn a_reload_applies_new_routes() {
+    let node = Node::new();
+    let path = node.container_log("shop", "web-1", "app", cri("stdout", "out 0").as_bytes());
+    let route = |stream: &str| {
+        format!(
+            "[sinks.out]\ntype = \"file\"\npath = \"out.jsonl\"\n[sinks.out.match]\nstreams = [\"{stream}\"]\n"
+        )
+    };
+    let config = config(&node, &route("stdout"));
+    let log = node.path("shiplog.log");
+    let shiplog = Running::start(&config, &log);
+    util::wait_until(Duration::from_secs(20), "the first line", || {
+        node.records().len() == 1
+    });
+
+    config_serving(&node, &route("stderr"), "");
+    util::signal(shiplog.pid(), "HUP");
+    // Lines read before the new config took over go by the old one: mark until one of
+    // stderr arrives.
+    let mut marks = 0;
+    util::wait_until(Duration::from_secs(30), "the new route", || {
+        append(&path, &cri("stderr", &format!("mark {marks}")));
+        marks += 1;
+        std::thread::sleep(Duration::from_millis(100));
+        node.records().iter().any(|r| r["stream"] == "stderr")
+    });
+    append(
+        &path,
+        &[cri("stdout", "out late"), cri("stderr", "err late")].concat(),
+    );
+    util::wait_until(Duration::from_secs(20), "the late stderr line", || {
+        logs(&node.records()).contains(&"err late".to_owned())
+    });
+    assert!(shiplog.stop().success());
+    let records = node.records();
+    assert!(
+        records.iter().all(|r| r["log"] != "out late"),
+        "stdout goes nowhere under the new route: {records:?}"
+    );
+    assert_eq!(records[0]["log"], "out 0");
 }

@@ -150,6 +150,34 @@ mod tests {
         assert_eq!(tracker.outstanding(), 1);
     }
 
+    #[test]
+    fn a_chunk_waits_only_for_the_sinks_it_went_to_and_one_routed_nowhere_needs_one_ack() {
+        let mut tracker = AckTracker::new();
+        let only_second = AckId {
+            sinks: SinkSet::NONE.with(1),
+            ..id(3, 0)
+        };
+        assert_eq!(offset(tracker.ack(only_second)), Some(100), "its one sink");
+        let nowhere = AckId {
+            sinks: SinkSet::NONE,
+            ..id(3, 1)
+        };
+        let acked = tracker.ack(nowhere);
+        assert!(acked.complete);
+        assert_eq!(
+            offset(acked),
+            Some(200),
+            "acknowledged by the pipeline at once"
+        );
+        assert_eq!(
+            offset(tracker.ack(id(3, 2))),
+            None,
+            "both sinks: one is not enough"
+        );
+        assert_eq!(offset(tracker.ack(id(3, 2))), Some(300));
+        assert_eq!(tracker.outstanding(), 0);
+    }
+
     proptest! {
         #[test]
         fn any_order_commits_exactly_the_fully_acknowledged_prefix(

@@ -148,15 +148,21 @@ impl ProcessStage {
         }
         m.pending_lines_cut
             .inc_by(now.pending_lines_cut - was.pending_lines_cut);
+        m.files_open
+            .set(i64::try_from(self.processor.open_files()).unwrap_or(i64::MAX));
+    }
+
+    /// Adds what routing counted since the last call to the metrics: after each delivery,
+    /// as chunks are routed when delivered.
+    fn publish_routing(&mut self) {
         let routed = self.router.take_counts();
+        let m = &self.metrics;
         m.unrouted_records.inc_by(routed.unrouted);
         m.redactions.inc_by(routed.redactions);
         for (namespace, records) in routed.throttled {
             let label = crate::metrics::NamespaceLabel { namespace };
             m.throttled_records.get_or_create(&label).inc_by(records);
         }
-        m.files_open
-            .set(i64::try_from(self.processor.open_files()).unwrap_or(i64::MAX));
     }
 
     /// Events in, chunks out to every sink, until the engine closes its channel.
@@ -213,7 +219,9 @@ impl ProcessStage {
             .set_pending(self.processor.pending_bytes() as u64);
         self.publish();
         let delivered = chunk.is_none_or(|chunk| self.deliver(chunk, closed));
-        delivered && cut.into_iter().all(|chunk| self.deliver(chunk, None))
+        let delivered = delivered && cut.into_iter().all(|chunk| self.deliver(chunk, None));
+        self.publish_routing();
+        delivered
     }
 
     /// Takes `chunk`'s bytes from the budget and sends it to every sink; false when the
