@@ -230,16 +230,10 @@ impl ProcessStage {
         let liveness = &self.metrics.liveness;
         let stopping = || self.stopping.load(Ordering::Relaxed);
         let routed = self.router.route(chunk, std::time::Instant::now());
-        let (ack, bytes) = match &routed {
-            routing::Destinations::Sinks(list) => match list.first() {
-                Some((_, chunk)) => (chunk.ack, chunk.ack.bytes),
-                None => return true,
-            },
-            routing::Destinations::Nowhere(chunk) => (chunk.ack, chunk.ack.bytes),
-        };
+        let ack = routed.ack();
         let acquired = {
             let _waiting = liveness.wait(Stage::Process);
-            self.budget.acquire(bytes, &stopping)
+            self.budget.acquire(ack.bytes, &stopping)
         };
         if !acquired {
             return false;
@@ -255,9 +249,11 @@ impl ProcessStage {
         // nothing.
         let _waiting = liveness.wait(Stage::Process);
         match routed {
-            routing::Destinations::Sinks(list) => list
-                .into_iter()
-                .all(|(sink, chunk)| self.sinks[sink].blocking_send(chunk).is_ok()),
+            routing::Destinations::Sinks(list) => list.into_iter().all(|(sink, chunk)| {
+                self.sinks
+                    .get(sink)
+                    .is_some_and(|input| input.blocking_send(chunk).is_ok())
+            }),
             routing::Destinations::Nowhere(chunk) => self.acks.blocking_send(vec![chunk]).is_ok(),
         }
     }

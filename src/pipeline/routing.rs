@@ -46,10 +46,24 @@ pub struct Router {
     counts: RouteCounts,
 }
 
+/// A copy of some records of a chunk: their JSON and where each ends.
+type Part = (Vec<u8>, Vec<usize>);
+
 /// Which records of a chunk one sink takes.
 enum Share {
     All,
     Some(Vec<usize>),
+}
+
+impl Destinations {
+    /// The acknowledgement id every chunk here carries.
+    pub fn ack(&self) -> crate::sink::AckId {
+        match self {
+            // `route` never returns an empty list.
+            Destinations::Sinks(list) => list.first().map(|(_, c)| c.ack).unwrap_or_default(),
+            Destinations::Nowhere(chunk) => chunk.ack,
+        }
+    }
 }
 
 impl Router {
@@ -149,20 +163,43 @@ impl Router {
             chunk.ack.sinks = SinkSet::NONE;
             return Destinations::Nowhere(Arc::new(chunk));
         }
-        let whole = Arc::new(chunk);
-        let out = shares
+        // A sink's share of some records is a copy: its bytes are held from the memory
+        // budget with the chunk's.
+        let parts: Vec<(usize, Option<Part>)> = shares
             .into_iter()
             .map(|(sink, share)| match share {
-                Share::All => (sink, Arc::clone(&whole)),
-                Share::Some(picked) => (sink, Arc::new(part(&whole, &picked))),
+                Share::All => (sink, None),
+                Share::Some(picked) => (sink, Some(part(&chunk, &picked))),
+            })
+            .collect();
+        let copied: usize = parts
+            .iter()
+            .flat_map(|(_, p)| p)
+            .map(|(json, _)| json.len())
+            .sum();
+        chunk.ack.bytes += copied as u64;
+        let whole = Arc::new(chunk);
+        let out = parts
+            .into_iter()
+            .map(|(sink, part)| match part {
+                None => (sink, Arc::clone(&whole)),
+                Some((json, ends)) => {
+                    let part = Rendered {
+                        ack: whole.ack,
+                        route: Arc::clone(&whole.route),
+                        json,
+                        ends,
+                    };
+                    (sink, Arc::new(part))
+                }
             })
             .collect();
         Destinations::Sinks(out)
     }
 }
 
-/// The records `picked` of `chunk`, as a chunk with the same acknowledgement id.
-fn part(chunk: &Rendered, picked: &[usize]) -> Rendered {
+/// The records `picked` of `chunk`: their JSON and where each ends.
+fn part(chunk: &Rendered, picked: &[usize]) -> Part {
     let all: Vec<&[u8]> = records(&chunk.json, &chunk.ends).collect();
     let mut json = Vec::with_capacity(chunk.json.len());
     let mut ends = Vec::with_capacity(picked.len());
@@ -171,12 +208,7 @@ fn part(chunk: &Rendered, picked: &[usize]) -> Rendered {
         ends.push(json.len());
         json.push(b'\n');
     }
-    Rendered {
-        ack: chunk.ack,
-        route: Arc::clone(&chunk.route),
-        json,
-        ends,
-    }
+    (json, ends)
 }
 
 #[cfg(test)]
@@ -251,7 +283,14 @@ mod tests {
             ..Match::default()
         };
         let mut router = Router::new(Vec::new(), vec![Some(audit), Some(errors), None]);
-        let shop = router.route(chunk("shop", &[OUT, ERR]), Instant::now());
+        let whole = chunk("shop", &[OUT, ERR]);
+        let bytes = whole.ack.bytes;
+        let shop = router.route(whole, Instant::now());
+        assert_eq!(
+            shop.ack().bytes,
+            bytes + ERR.len() as u64 + 1,
+            "the stderr share is a copy, held from the budget too"
+        );
         let set = SinkSet::NONE.with(1).with(2);
         assert_eq!(
             sinks_of(&shop),

@@ -20,7 +20,7 @@ pub struct Rendered {
 }
 
 /// Identifies a chunk for acknowledgement: its file and its place in that file's sequence.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct AckId {
     /// The file, as numbered by the pipeline.
     pub file: u64,
