@@ -174,6 +174,13 @@ impl Transformer {
             }
             out.throttled += (subject.len() - passed) as u64;
         }
+        let edits_apply = applying
+            .iter()
+            .any(|&i| !matches!(self.transforms[i].edit, Edit::Throttle(_)));
+        if !edits_apply && out.throttled == 0 {
+            // Only throttles, and they let every record through: nothing to copy.
+            return None;
+        }
         out.json.reserve(json.len() + json.len() / 8);
         out.ends.reserve(records.len());
         for (r, record) in records.iter().enumerate() {

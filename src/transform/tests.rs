@@ -154,3 +154,13 @@ fn throttle_drops_the_lines_past_the_burst_and_counts_them() {
         .unwrap();
     assert_eq!((again.ends.len(), again.throttled), (0, 3));
 }
+
+#[test]
+fn a_throttle_that_lets_a_chunk_through_leaves_it_as_it_is() {
+    let throttle = all(Edit::Throttle(Limit {
+        per: Per::Namespace,
+        rate: 10.0,
+        burst: 10.0,
+    }));
+    assert!(run(vec![throttle], &route("shop", "p"), &[OUT, ERR]).is_none());
+}
