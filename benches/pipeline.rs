@@ -7,7 +7,7 @@
 //! annotated with the nginx parser), 10 % plain text, pod metadata from a PodList file;
 //! docker and CRI formats, into the `null` and the `file` sink; median of 5 runs each.
 //! Options after `--`: `--pods N`, `--lines N`, `--runs N`, `--format docker|cri`,
-//! `--sink null|file|kafka`, `--memory-limit SIZE`, `--keep DIR` (write the workload and
+//! `--sink null|file|kafka|routed`, `--memory-limit SIZE`, `--keep DIR` (write the workload and
 //! configs under DIR/<format> and leave them there, for profiling one `shiplog --once` by
 //! hand). `--sink kafka` ships into librdkafka's mock cluster, started in this harness for
 //! each run (so its CPU is not shiplog's), and checks that every line arrived once;
@@ -15,7 +15,10 @@
 //! the topic's partitions (default 3) and `--kafka-key TEMPLATE` the key (default `{pod}`,
 //! `""` for none). `--traces PERCENT` puts that share of every pod's lines in 10-line Java
 //! stack traces and annotates every pod `shiplog.io/multiline: java` (the file sink then
-//! checks one record per trace and per other line). `SHIPLOG_BIN` runs another build of shiplog (for before/after
+//! checks one record per trace and per other line). `--sink routed` is `null` with routing
+//! and transforms at work (issue 22): two `null` sinks each with a `match` (both take every
+//! record), an `add_fields` and a `redact` of `log` and `data` (the JSON pods' order ids
+//! match). `SHIPLOG_BIN` runs another build of shiplog (for before/after
 //! comparisons; the default is this build's). Under `cargo test` (no `--bench` argument) it
 //! runs a small smoke workload once, so the harness itself stays working.
 
@@ -68,7 +71,11 @@ fn options() -> Options {
         lines: number("--lines", if benching { 100_000 } else { 500 }),
         runs: number("--runs", if benching { 5 } else { 1 }),
         formats: pick("--format", &["docker", "cri"], &["docker", "cri"]),
-        sinks: pick("--sink", &["null", "file", "kafka"], &["null", "file"]),
+        sinks: pick(
+            "--sink",
+            &["null", "file", "kafka", "routed"],
+            &["null", "file"],
+        ),
         memory_limit: value("--memory-limit").cloned(),
         keep: value("--keep").map(PathBuf::from),
         kafka_rtt: number("--kafka-rtt", 0) as u64,
@@ -204,15 +211,32 @@ fn generate(root: &Path, options: &Options, format: &str) -> u64 {
     }
     pods_json.push_str("]}");
     fs::write(root.join("pods.json"), pods_json).expect("write pods");
-    for sink in ["null", "file"] {
+    for sink in ["null", "file", "routed"] {
         let sink_table = match sink {
             "file" => "type = \"file\"\npath = \"out.jsonl\"",
+            "routed" => ROUTED,
             _ => "type = \"null\"",
         };
         write_config(root, options, sink, sink_table);
     }
     bytes
 }
+
+/// The `routed` sink: two matched `null` sinks, an `add_fields` and a `redact`.
+const ROUTED: &str = r#"type = "null"
+[sinks.out.match]
+namespaces = ["bench"]
+[sinks.second]
+type = "null"
+[sinks.second.match]
+exclude_namespaces = ["kube-system"]
+[[transforms]]
+type = "add_fields"
+fields = { cluster = "bench-cluster" }
+[[transforms]]
+type = "redact"
+pattern = 'A-[0-9]+'
+fields = ["log", "data"]"#;
 
 /// Writes `SINK.toml`: the workload's files and PodList, records to `sink_table`.
 fn write_config(root: &Path, options: &Options, sink: &str, sink_table: &str) {

@@ -13,7 +13,8 @@
 //! - [`decode`]: docker json-file and CRI lines, and reassembly of split lines (pure).
 //! - [`serde_words`]: serde's error messages in a TOML editor's terms (pure).
 //! - [`record`]: the record and its JSON rendering (pure).
-//! - [`route`]: the topic template (pure).
+//! - [`route`]: the topic template and `match` tables (pure).
+//! - [`transform`]: `[[transforms]]`, edits of rendered records before routing (pure).
 //! - [`multiline`]: the lines of one event (a stack trace) joined into one message (pure).
 //! - [`parse`]: payloads turned into fields for `data` (the JSON merge) (pure).
 //! - [`kube`]: pod identity from file names, pod metadata (an API watch feeding a cache, or a
@@ -50,3 +51,4 @@ pub mod serde_words;
 pub mod server;
 pub mod sink;
 pub mod tail;
+pub mod transform;

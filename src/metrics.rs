@@ -63,6 +63,13 @@ pub struct Metrics {
     /// `shiplog_records_without_metadata_total`: records shipped without their pod's
     /// metadata (pod unknown, API down, file name off the kubelet's naming).
     pub records_without_metadata: Counter,
+    /// `shiplog_unrouted_records_total`: records no sink's `match` took (acknowledged at
+    /// once, as delivered).
+    pub unrouted_records: Counter,
+    /// `shiplog_redactions_total`: matches a `redact` transform replaced.
+    pub redactions: Counter,
+    /// `shiplog_throttled_records_total{namespace}`: records a `throttle` transform dropped.
+    pub throttled_records: Family<NamespaceLabel, Counter>,
     /// `shiplog_topic_overrides_refused_total{namespace}`: records whose pod's topic choice
     /// `route.topic_overrides` refused (they kept their default topic).
     pub topic_overrides_refused: Family<NamespaceLabel, Counter>,
@@ -137,6 +144,9 @@ impl Metrics {
             excluded_records: Counter::default(),
             decode_errors: Counter::default(),
             records_without_metadata: Counter::default(),
+            unrouted_records: Counter::default(),
+            redactions: Counter::default(),
+            throttled_records: Family::default(),
             topic_overrides_refused: Family::default(),
             destinations_refused: Family::default(),
             parser_unmatched: Counter::default(),
@@ -236,6 +246,21 @@ impl Metrics {
             "records_without_metadata",
             "Records shipped without their pod's metadata",
             metrics.records_without_metadata.clone(),
+        );
+        r.register(
+            "unrouted_records",
+            "Records no sink's match took (counted as delivered)",
+            metrics.unrouted_records.clone(),
+        );
+        r.register(
+            "redactions",
+            "Matches replaced by redact transforms",
+            metrics.redactions.clone(),
+        );
+        r.register(
+            "throttled_records",
+            "Records dropped by throttle transforms",
+            metrics.throttled_records.clone(),
         );
         r.register(
             "topic_overrides_refused",
@@ -462,6 +487,8 @@ mod tests {
             "shiplog_excluded_records_total",
             "shiplog_decode_errors_total",
             "shiplog_records_without_metadata_total",
+            "shiplog_unrouted_records_total",
+            "shiplog_redactions_total",
             "shiplog_files_lag_bytes",
             "process_resident_memory_bytes",
             "process_open_fds",

@@ -8,6 +8,7 @@
 //! What a pod's own metadata may choose through them is limited by allow-lists ([`allow`]).
 
 pub mod allow;
+pub mod matcher;
 
 use std::collections::BTreeMap;
 use std::fmt;

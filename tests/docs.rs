@@ -48,7 +48,7 @@ fn reader_sections() -> BTreeMap<String, BTreeSet<String>> {
     let mut sections = BTreeMap::new();
     let top = expected_keys(&format!("{PROBE} = 1\n{}", with("")));
     for section in &top {
-        if section == "sinks" {
+        if section == "sinks" || section == "transforms" {
             continue;
         }
         let keys = expected_keys(&with(&format!("[{section}]\n{PROBE} = 1")));
@@ -67,7 +67,26 @@ fn reader_sections() -> BTreeMap<String, BTreeSet<String>> {
         ));
         sections.insert(format!("sinks ({kind})"), keys);
     }
-    sections.insert("sinks".to_owned(), BTreeSet::from(["type".to_owned()]));
+    sections.insert(
+        "sinks".to_owned(),
+        BTreeSet::from(["type".to_owned(), "match".to_owned()]),
+    );
+    let matches = expected_keys(&with(&format!("[sinks.probe_sink.match]\n{PROBE} = 1")));
+    sections.insert("match".to_owned(), matches);
+    // Transforms are read after `[kubernetes]`, which needs a node name unless off.
+    let off = "[kubernetes]\nmetadata = \"off\"";
+    let types = expected_keys(&with(&format!("{off}\n[[transforms]]\ntype = \"{PROBE}\"")));
+    assert!(types.contains("redact"), "transform types: {types:?}");
+    for kind in &types {
+        let keys = expected_keys(&with(&format!(
+            "{off}\n[[transforms]]\ntype = \"{kind}\"\n{PROBE} = 1"
+        )));
+        sections.insert(format!("transforms ({kind})"), keys);
+    }
+    sections.insert(
+        "transforms".to_owned(),
+        BTreeSet::from(["type".to_owned(), "match".to_owned()]),
+    );
     sections
 }
 
@@ -104,8 +123,12 @@ fn documented_sections(text: &str) -> BTreeMap<String, BTreeSet<String>> {
 fn section_of_heading(line: &str) -> Option<String> {
     let start = line.find("`[")? + 2;
     let end = start + line[start..].find("]`")?;
-    let table = &line[start..end];
-    let section = table.split('.').next().unwrap_or(table);
+    let table = line[start..end].trim_matches(|c| c == '[' || c == ']');
+    let section = match table.strip_suffix(".match") {
+        // `[sinks.NAME.match]` and `[transforms.match]` share their keys.
+        Some(_) => "match",
+        None => table.split('.').next().unwrap_or(table),
+    };
     match line.split_once("`type = \"") {
         Some((_, rest)) => {
             let kind = rest.split('"').next().unwrap_or_default();

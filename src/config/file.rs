@@ -43,6 +43,9 @@ pub(super) struct ConfigFile {
     pub events: super::events::EventsFile,
     #[serde(default)]
     pub sinks: BTreeMap<String, toml::Table>,
+    /// `[[transforms]]`, kept raw: their keys depend on their `type`.
+    #[serde(default)]
+    pub transforms: Vec<toml::Table>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -19,6 +19,7 @@ mod resolve;
 mod sinks;
 #[cfg(test)]
 mod tests;
+mod transforms;
 mod units;
 mod warnings;
 
@@ -64,9 +65,15 @@ pub struct Config {
     pub log: LogConfig,
     /// `[events]` (beyond CONTRACT): Kubernetes events, shipped by an elected leader.
     pub events: EventsConfig,
-    /// `[sinks.<name>]`, in name order. At least one.
+    /// `[sinks.<name>]`, in name order. At least one, at most [`MAX_SINKS`].
     pub sinks: Vec<SinkConfig>,
+    /// `[[transforms]]`, in order: applied to every record before it is routed.
+    pub transforms: Vec<crate::transform::Transform>,
 }
+
+/// Sinks a config may have: a chunk's acknowledgement id names the sinks it went to in a
+/// 64-bit set.
+pub const MAX_SINKS: usize = 64;
 
 /// `[tail]`.
 #[derive(Debug, Clone, PartialEq)]
@@ -289,6 +296,8 @@ pub struct SinkConfig {
     pub name: String,
     /// The destination and its settings.
     pub kind: SinkKind,
+    /// `[sinks.<name>.match]`: the records this sink gets; `None`: all.
+    pub matcher: Option<crate::route::matcher::Match>,
 }
 
 /// The sink types this build supports.

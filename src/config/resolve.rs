@@ -134,18 +134,23 @@ pub(super) fn resolve(file: ConfigFile, origin: &Origin<'_>) -> Result<Config, C
     let pipeline = pipeline(file.pipeline, &tail, origin)?;
     let route = route(file.route, origin)?;
     let sinks = super::sinks::sinks(file.sinks, &route, origin)?;
+    let kubernetes = kubernetes(file.kubernetes, origin)?;
+    let mut own_keys = RECORD_KEYS.to_vec();
+    own_keys.push(&kubernetes.merge_log_key);
+    let transforms = super::transforms::transforms(file.transforms, &own_keys, origin)?;
     Ok(Config {
         source: origin.source.clone(),
         tail,
         state: state(file.state, origin)?,
         pipeline,
-        kubernetes: kubernetes(file.kubernetes, origin)?,
+        kubernetes,
         parsers: parsers(file.parsers, origin)?,
         route,
         server: server(file.server, origin)?,
         log: log(file.log, origin)?,
         events: super::events::events(file.events, origin)?,
         sinks,
+        transforms,
     })
 }
 

@@ -43,11 +43,21 @@ pub(super) fn sinks(
             "at least one sink is required (add a [sinks.NAME] table, e.g. with type = \"stdout\")";
         return Err(origin.error("sinks", reason));
     }
+    if tables.len() > super::MAX_SINKS {
+        let reason = format!("at most {} sinks, got {}", super::MAX_SINKS, tables.len());
+        return Err(origin.error("sinks", reason));
+    }
     let mut sinks: Vec<SinkConfig> = Vec::with_capacity(tables.len());
-    for (name, table) in tables {
+    for (name, mut table) in tables {
         if name.is_empty() {
             return Err(origin.error("sinks", "a sink name must not be empty"));
         }
+        let matcher = table
+            .remove("match")
+            .map(|value| {
+                super::transforms::match_table(&format!("sinks.{name}.match"), value, origin)
+            })
+            .transpose()?;
         let kind = sink_kind(&format!("sinks.{name}"), table, route, origin)?;
         if let SinkKind::File { path } = &kind
             && let Some(other) = sinks
@@ -60,7 +70,11 @@ pub(super) fn sinks(
             );
             return Err(origin.error(format!("sinks.{name}.path"), reason));
         }
-        sinks.push(SinkConfig { name, kind });
+        sinks.push(SinkConfig {
+            name,
+            kind,
+            matcher,
+        });
     }
     Ok(sinks)
 }

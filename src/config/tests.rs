@@ -117,7 +117,9 @@ fn default_config(dir: &Path) -> Config {
         sinks: vec![SinkConfig {
             name: "out".to_string(),
             kind: SinkKind::Stdout,
+            matcher: None,
         }],
+        transforms: Vec::new(),
     }
 }
 
@@ -350,16 +352,20 @@ fn every_section_can_be_overridden() -> TestResult {
                 kind: SinkKind::File {
                     path: "/srv/out.jsonl".into(),
                 },
+                matcher: None,
             },
             SinkConfig {
                 name: "console".into(),
                 kind: SinkKind::Stdout,
+                matcher: None,
             },
             SinkConfig {
                 name: "zz_null".into(),
                 kind: SinkKind::Null,
+                matcher: None,
             },
         ],
+        transforms: Vec::new(),
     };
     assert_eq!(loaded?, want);
     Ok(())
@@ -510,11 +516,57 @@ const REFUSED: &[Refused] = &[
         "sinks.cw.allowed_destinations[0]",
         "a pattern must not be empty",
     ),
+    // Routing and transforms.
+    refused(
+        "[sinks.out]\ntype = \"stdout\"\n[sinks.out.match]\nnamespace = [\"a\"]",
+        "sinks.out.match",
+        "unknown key \"namespace\" (expected one of: namespaces, exclude_namespaces, labels, streams, topics)",
+    ),
+    refused(
+        "[sinks.out]\ntype = \"stdout\"\nmatch = { streams = [\"stdin\"] }",
+        "sinks.out.match.streams[0]",
+        "\"stdin\" is not a stream (expected \"stdout\" or \"stderr\")",
+    ),
+    refused(
+        "[sinks.out]\ntype = \"stdout\"\n[[transforms]]\ntype = \"lua\"",
+        "transforms[0].type",
+        "unknown transform type \"lua\" (expected one of: add_fields, remove_fields, rename_fields, redact, throttle)",
+    ),
+    refused(
+        "[sinks.out]\ntype = \"stdout\"\n[[transforms]]\ntype = \"remove_fields\"\nfields = [\"a\"]\n[[transforms]]\ntype = \"redact\"\nfields = [\"log\"]\npattern = \"(\"",
+        "transforms[1].pattern",
+        "invalid regex: regex parse error:     (     ^ error: unclosed group",
+    ),
+    refused(
+        "[sinks.out]\ntype = \"stdout\"\n[[transforms]]\ntype = \"throttle\"\nrate = 10\n[transforms.match]\npods = [\"a\"]",
+        "transforms[0].match",
+        "unknown key \"pods\" (expected one of: namespaces, exclude_namespaces, labels, streams, topics)",
+    ),
+    refused(
+        "[sinks.out]\ntype = \"stdout\"\n[[transforms]]\ntype = \"throttle\"\nrate = 10\nper = \"node\"",
+        "transforms[0].per",
+        "expected \"pod\" or \"namespace\"",
+    ),
+    refused(
+        "[sinks.out]\ntype = \"stdout\"\n[[transforms]]\ntype = \"add_fields\"\nfields = { topic = \"x\" }",
+        "transforms[0].fields.topic",
+        "\"topic\" is one of the record's own keys (time, stream, log, kubernetes, topic, truncated, partial, invalid_utf8, shiplog_error, data); shiplog sets it",
+    ),
+    refused(
+        "[sinks.out]\ntype = \"stdout\"\n[[transforms]]\ntype = \"rename_fields\"\nfields = { \"data.msg\" = \"a..b\" }",
+        "transforms[0].fields.data.msg",
+        "\"a..b\" is not a dotted field path (e.g. \"data.password\")",
+    ),
+    refused(
+        "[sinks.out]\ntype = \"stdout\"\n[[transforms]]\nfields = [\"a\"]",
+        "transforms[0]",
+        "missing key \"type\" (expected one of: add_fields, remove_fields, rename_fields, redact, throttle)",
+    ),
     // Unknown keys, at each level.
     refused(
         "tial = 1\n[sinks.out]\ntype = \"stdout\"",
         "",
-        "unknown key \"tial\" (expected one of: tail, state, pipeline, kubernetes, parsers, route, server, log, events, sinks)",
+        "unknown key \"tial\" (expected one of: tail, state, pipeline, kubernetes, parsers, route, server, log, events, sinks, transforms)",
     ),
     refused(
         "[tail]\ninclde = []\n[sinks.out]\ntype = \"stdout\"",
@@ -950,5 +1002,65 @@ fn an_unreadable_file_is_refused_naming_the_path_and_the_os_reason() -> TestResu
         "cannot read the config file: No such file or directory (os error 2)",
     );
     assert_eq!(Config::load(&missing).err(), Some(want));
+    Ok(())
+}
+
+#[test]
+fn sink_matches_and_transforms_are_read_in_order_with_their_matches() -> TestResult {
+    use crate::route::matcher::{Match, StreamName};
+    use crate::transform::{Edit, Limit, Per};
+    let text = r#"
+[sinks.audit]
+type = "stdout"
+[sinks.audit.match]
+namespaces = ["audit"]
+labels = { app = "api" }
+streams = ["stderr"]
+[sinks.all]
+type = "null"
+[[transforms]]
+type = "add_fields"
+fields = { cluster = "${CLUSTER:-eu-1}", replicas = 3 }
+[[transforms]]
+type = "throttle"
+per = "namespace"
+rate = 100
+[transforms.match]
+exclude_namespaces = ["kube-system"]
+"#;
+    let (_dir, loaded) = load(text)?;
+    let config = loaded?;
+    assert_eq!(config.sinks[0].name, "all");
+    assert_eq!(config.sinks[0].matcher, None);
+    let audit = Match {
+        namespaces: vec!["audit".into()],
+        labels: [("app".to_owned(), "api".to_owned())].into(),
+        streams: vec![StreamName::Stderr],
+        ..Match::default()
+    };
+    assert_eq!(config.sinks[1].matcher, Some(audit));
+    assert_eq!(config.transforms.len(), 2);
+    assert_eq!(
+        config.transforms[0].edit,
+        Edit::AddFields(vec![
+            ("cluster".into(), r#""eu-1""#.into()),
+            ("replicas".into(), "3".into())
+        ])
+    );
+    assert_eq!(
+        config.transforms[1].edit,
+        Edit::Throttle(Limit {
+            per: Per::Namespace,
+            rate: 100.0,
+            burst: 100.0
+        })
+    );
+    assert_eq!(
+        config.transforms[1].matcher,
+        Some(Match {
+            exclude_namespaces: vec!["kube-system".into()],
+            ..Match::default()
+        })
+    );
     Ok(())
 }

@@ -38,7 +38,7 @@ use crate::metrics::Metrics;
 use crate::pipeline::AckTracker;
 use crate::route::RouteValues;
 use crate::sink::task::{SinkFailed, SinkStats, SinkTask};
-use crate::sink::{AckId, BatchLimits, Delivered, Rendered, Sink};
+use crate::sink::{AckId, BatchLimits, Delivered, Rendered, Sink, SinkSet};
 
 /// Event chunks (one event each) sent and not yet delivered by every sink. Above it the
 /// shipper stops reading; the channels hold this many, so sending never waits.
@@ -130,7 +130,7 @@ pub async fn start(
         config: events.clone(),
         inputs,
         delivered,
-        tracker: AckTracker::new(config.sinks.len()),
+        tracker: AckTracker::new(),
         resume,
         metrics: Arc::clone(metrics),
     };
@@ -330,6 +330,7 @@ impl Shipper {
                 seq,
                 end_offset: seq,
                 bytes: json.len() as u64,
+                sinks: SinkSet::all(self.inputs.len()),
             },
             route: Arc::new(route),
             json,

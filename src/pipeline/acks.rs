@@ -1,13 +1,17 @@
 //! Acknowledgement bookkeeping: which prefix of each file every sink has delivered.
 //!
-//! Pure. Chunks of a file are numbered 0, 1, 2, ... by the pipeline; each sink
-//! acknowledges each chunk once, in any order across sinks and batches. A file's committed
-//! offset moves to the end of chunk N only when chunks 0..=N are acknowledged by every
-//! sink: the contiguous prefix, so a crash never skips an undelivered line.
+//! Pure. Chunks of a file are numbered 0, 1, 2, ... by the pipeline; each sink a chunk was
+//! routed to ([`AckId::sinks`]) acknowledges it once, in any order across sinks and
+//! batches. A file's committed offset moves to the end of chunk N only when chunks 0..=N
+//! are acknowledged by every sink they went to: the contiguous prefix, so a crash never
+//! skips an undelivered line. A chunk routed to no sink needs one acknowledgement, which
+//! the pipeline gives at once.
 
 use std::collections::HashMap;
 
 use crate::sink::AckId;
+#[cfg(test)]
+use crate::sink::SinkSet;
 
 /// What one acknowledgement changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,10 +31,9 @@ pub struct Committed {
     pub offset: u64,
 }
 
-/// Tracks acknowledgements of every file's chunks by `sinks` sinks.
-#[derive(Debug)]
+/// Tracks acknowledgements of every file's chunks by the sinks each went to.
+#[derive(Debug, Default)]
 pub struct AckTracker {
-    sinks: usize,
     files: HashMap<u64, FileAcks>,
 }
 
@@ -38,17 +41,15 @@ pub struct AckTracker {
 struct FileAcks {
     /// The lowest chunk not yet acknowledged by every sink.
     next: u64,
-    /// Chunks at or after `next` with some acknowledgements: (count, end offset).
+    /// Chunks at or after `next` with some acknowledgements: (acknowledgements still
+    /// missing, end offset).
     partial: HashMap<u64, (usize, u64)>,
 }
 
 impl AckTracker {
-    /// A tracker for chunks each delivered to `sinks` sinks.
-    pub fn new(sinks: usize) -> Self {
-        AckTracker {
-            sinks: sinks.max(1),
-            files: HashMap::new(),
-        }
+    /// A tracker with nothing acknowledged yet.
+    pub fn new() -> Self {
+        AckTracker::default()
     }
 
     /// Records one sink's acknowledgement of `chunk`.
@@ -63,12 +64,12 @@ impl AckTracker {
         let entry = file
             .partial
             .entry(chunk.seq)
-            .or_insert((0, chunk.end_offset));
-        entry.0 += 1;
-        let complete = entry.0 == self.sinks;
+            .or_insert((chunk.sinks.len().max(1), chunk.end_offset));
+        entry.0 = entry.0.saturating_sub(1);
+        let complete = entry.0 == 0;
         let mut committed = None;
-        while let Some(&(count, end)) = file.partial.get(&file.next) {
-            if count < self.sinks {
+        while let Some(&(missing, end)) = file.partial.get(&file.next) {
+            if missing > 0 {
                 break;
             }
             file.partial.remove(&file.next);
@@ -106,6 +107,7 @@ mod tests {
             seq,
             end_offset: (seq + 1) * 100,
             bytes: 10,
+            sinks: SinkSet::all(2),
         }
     }
 
@@ -115,7 +117,7 @@ mod tests {
 
     #[test]
     fn the_offset_waits_for_every_sink_and_every_earlier_chunk() {
-        let mut tracker = AckTracker::new(2);
+        let mut tracker = AckTracker::new();
         assert_eq!(
             offset(tracker.ack(id(7, 1))),
             None,
@@ -148,6 +150,34 @@ mod tests {
         assert_eq!(tracker.outstanding(), 1);
     }
 
+    #[test]
+    fn a_chunk_waits_only_for_the_sinks_it_went_to_and_one_routed_nowhere_needs_one_ack() {
+        let mut tracker = AckTracker::new();
+        let only_second = AckId {
+            sinks: SinkSet::NONE.with(1),
+            ..id(3, 0)
+        };
+        assert_eq!(offset(tracker.ack(only_second)), Some(100), "its one sink");
+        let nowhere = AckId {
+            sinks: SinkSet::NONE,
+            ..id(3, 1)
+        };
+        let acked = tracker.ack(nowhere);
+        assert!(acked.complete);
+        assert_eq!(
+            offset(acked),
+            Some(200),
+            "acknowledged by the pipeline at once"
+        );
+        assert_eq!(
+            offset(tracker.ack(id(3, 2))),
+            None,
+            "both sinks: one is not enough"
+        );
+        assert_eq!(offset(tracker.ack(id(3, 2))), Some(300));
+        assert_eq!(tracker.outstanding(), 0);
+    }
+
     proptest! {
         #[test]
         fn any_order_commits_exactly_the_fully_acknowledged_prefix(
@@ -156,7 +186,7 @@ mod tests {
             order in Just(()).prop_perturb(|(), mut rng| rng.random::<u64>()),
         ) {
             let mut acks: Vec<AckId> = (0..chunks)
-                .flat_map(|seq| std::iter::repeat_n(id(0, seq), sinks))
+                .flat_map(|seq| std::iter::repeat_n(AckId { sinks: SinkSet::all(sinks), ..id(0, seq) }, sinks))
                 .collect();
             // A deterministic shuffle from the generated seed.
             let mut state = order | 1;
@@ -164,7 +194,7 @@ mod tests {
                 state ^= state << 13; state ^= state >> 7; state ^= state << 17;
                 acks.swap(i, (state % (i as u64 + 1)) as usize);
             }
-            let mut tracker = AckTracker::new(sinks);
+            let mut tracker = AckTracker::new();
             let mut counts = vec![0usize; chunks as usize];
             let mut committed = 0;
             for ack in acks {

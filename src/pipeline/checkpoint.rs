@@ -76,10 +76,10 @@ pub struct Checkpointer {
 }
 
 impl Checkpointer {
-    /// A task committing to `store`, for chunks delivered to `sinks` sinks.
+    /// A task committing to `store`; each chunk's acknowledgement id says which sinks
+    /// must deliver it.
     pub fn new(
         store: Store,
-        sinks: usize,
         budget: Arc<MemoryBudget>,
         commit_interval: Duration,
         metrics: Arc<Metrics>,
@@ -87,7 +87,7 @@ impl Checkpointer {
         Checkpointer {
             metrics,
             store,
-            tracker: AckTracker::new(sinks),
+            tracker: AckTracker::new(),
             budget,
             commit_interval,
             files: HashMap::new(),

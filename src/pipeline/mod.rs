@@ -20,6 +20,7 @@ mod checkpoint;
 mod joining;
 mod memory;
 mod process;
+mod routing;
 mod run;
 mod shutdown;
 mod supervisor;
@@ -109,10 +110,19 @@ enum Next {
     Due,
 }
 
+/// Chunks queued for each sink when sinks have `match` tables: a sink that is down must
+/// not stop the chunks of other sinks, so its queue holds what it has not taken up to the
+/// memory budget (which bounds the bytes; this only bounds the count).
+const ROUTED_CHANNEL_CHUNKS: usize = 1 << 16;
+
 /// The processor thread and its connections.
 struct ProcessStage {
     processor: Processor,
+    /// The transforms and each sink's `match`.
+    router: routing::Router,
     sinks: Vec<mpsc::Sender<Arc<Rendered>>>,
+    /// Where chunks routed to no sink are acknowledged at once.
+    acks: mpsc::Sender<crate::sink::Delivered>,
     notes: mpsc::UnboundedSender<FileNote>,
     budget: Arc<MemoryBudget>,
     stopping: Arc<AtomicBool>,
@@ -151,6 +161,19 @@ impl ProcessStage {
             .inc_by(now.pending_lines_cut - was.pending_lines_cut);
         m.files_open
             .set(i64::try_from(self.processor.open_files()).unwrap_or(i64::MAX));
+    }
+
+    /// Adds what routing counted since the last call to the metrics: after each delivery,
+    /// as chunks are routed when delivered.
+    fn publish_routing(&mut self) {
+        let routed = self.router.take_counts();
+        let m = &self.metrics;
+        m.unrouted_records.inc_by(routed.unrouted);
+        m.redactions.inc_by(routed.redactions);
+        for (namespace, records) in routed.throttled {
+            let label = crate::metrics::NamespaceLabel { namespace };
+            m.throttled_records.get_or_create(&label).inc_by(records);
+        }
     }
 
     /// Events in, chunks out to every sink, until the engine closes its channel. While a
@@ -242,7 +265,9 @@ impl ProcessStage {
             .set_pending(self.processor.pending_bytes() as u64);
         self.publish();
         let delivered = chunk.is_none_or(|chunk| self.deliver(chunk, closed));
-        delivered && cut.into_iter().all(|chunk| self.deliver(chunk, None))
+        let delivered = delivered && cut.into_iter().all(|chunk| self.deliver(chunk, None));
+        self.publish_routing();
+        delivered
     }
 
     /// Takes `chunk`'s bytes from the budget and sends it to every sink; false when the
@@ -250,9 +275,11 @@ impl ProcessStage {
     fn deliver(&mut self, chunk: Rendered, closed: Option<(u64, bool)>) -> bool {
         let liveness = &self.metrics.liveness;
         let stopping = || self.stopping.load(Ordering::Relaxed);
+        let routed = self.router.route(chunk, std::time::Instant::now());
+        let ack = routed.ack();
         let acquired = {
             let _waiting = liveness.wait(Stage::Process);
-            self.budget.acquire(chunk.ack.bytes, &stopping)
+            self.budget.acquire(ack.bytes, &stopping)
         };
         if !acquired {
             return false;
@@ -260,17 +287,21 @@ impl ProcessStage {
         if let Some((file, gone)) = closed {
             drop(self.notes.send(FileNote::Closed {
                 file,
-                last_seq: chunk.ack.seq,
+                last_seq: ack.seq,
                 gone,
             }));
         }
-        let chunk = Arc::new(chunk);
         // A closed sink stopped for good; its task reports why. Reading on would deliver
         // nothing.
         let _waiting = liveness.wait(Stage::Process);
-        self.sinks
-            .iter()
-            .all(|sink| sink.blocking_send(Arc::clone(&chunk)).is_ok())
+        match routed {
+            routing::Destinations::Sinks(list) => list.into_iter().all(|(sink, chunk)| {
+                self.sinks
+                    .get(sink)
+                    .is_some_and(|input| input.blocking_send(chunk).is_ok())
+            }),
+            routing::Destinations::Nowhere(chunk) => self.acks.blocking_send(vec![chunk]).is_ok(),
+        }
     }
 }
 

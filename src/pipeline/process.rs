@@ -751,6 +751,8 @@ impl<'a> ChunkWriter<'a> {
             seq: *next_seq,
             end_offset,
             bytes,
+            // The pipeline routes the chunk and says which sinks get it.
+            sinks: crate::sink::SinkSet::NONE,
         };
         *next_seq += 1;
         Rendered {

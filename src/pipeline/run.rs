@@ -27,7 +27,8 @@ use crate::tail::{FileSet, TailSettings, Tailer, Wake};
 
 use super::{
     CHANNEL_CHUNKS, Checkpointer, LINE_FRAMING_SLACK, MemoryBudget, Mode, ProcessStage,
-    ProcessStats, Processor, RunError, Summary, open_sinks, open_store, start_events,
+    ProcessStats, Processor, ROUTED_CHANNEL_CHUNKS, RunError, Summary, open_sinks, open_store,
+    start_events,
 };
 
 /// How long a drain that ran out of time gives the stopped run's stages to end.
@@ -127,8 +128,14 @@ pub async fn start(
     let (delivered_tx, delivered_rx) = mpsc::channel(CHANNEL_CHUNKS);
     let mut sink_inputs = Vec::new();
     let mut sink_tasks = Vec::new();
+    let matched = config.sinks.iter().any(|sink| sink.matcher.is_some());
+    let queue = if matched {
+        ROUTED_CHANNEL_CHUNKS
+    } else {
+        CHANNEL_CHUNKS
+    };
     for (name, sink) in sinks {
-        let (tx, input) = mpsc::channel(CHANNEL_CHUNKS);
+        let (tx, input) = mpsc::channel(queue);
         sink_inputs.push(tx);
         let task = SinkTask {
             name,
@@ -140,13 +147,14 @@ pub async fn start(
         };
         sink_tasks.push(tokio::spawn(task.run()));
     }
-    drop(delivered_tx);
-
     let (notes_tx, notes_rx) = mpsc::unbounded_channel();
+    let matches = config.sinks.iter().map(|s| s.matcher.clone()).collect();
     let stage = ProcessStage {
         processor: Processor::new(enricher, metadata.clone(), config.tail.max_line_bytes)
             .with_joining(config.tail.multiline_flush, config.tail.multiline_max_lines),
+        router: super::routing::Router::new(config.transforms.clone(), matches),
         sinks: sink_inputs,
+        acks: delivered_tx,
         notes: notes_tx,
         budget: Arc::clone(&budget),
         stopping: Arc::clone(&stopping),
@@ -156,7 +164,6 @@ pub async fn start(
     let processing = tokio::task::spawn_blocking(move || stage.run(events_rx));
     let checkpointer = Checkpointer::new(
         store,
-        sink_tasks.len(),
         budget,
         config.state.commit_interval,
         Arc::clone(metrics),

@@ -20,7 +20,7 @@ pub struct Rendered {
 }
 
 /// Identifies a chunk for acknowledgement: its file and its place in that file's sequence.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct AckId {
     /// The file, as numbered by the pipeline.
     pub file: u64,
@@ -31,6 +31,49 @@ pub struct AckId {
     pub end_offset: u64,
     /// Memory the chunk holds from the in-flight budget until every sink delivered it.
     pub bytes: u64,
+    /// The sinks the chunk went to (by their place in the config's list): each of them
+    /// acknowledges it once. Empty for a chunk routed to no sink, which the pipeline
+    /// acknowledges itself, at once.
+    pub sinks: SinkSet,
+}
+
+/// A set of sinks, by their place in the config's list (at most 64, which the config
+/// checks).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct SinkSet(u64);
+
+impl SinkSet {
+    /// No sink.
+    pub const NONE: SinkSet = SinkSet(0);
+
+    /// The first `count` sinks.
+    pub fn all(count: usize) -> SinkSet {
+        match count {
+            64.. => SinkSet(u64::MAX),
+            n => SinkSet((1u64 << n) - 1),
+        }
+    }
+
+    /// This set and sink `index`.
+    #[must_use]
+    pub fn with(self, index: usize) -> SinkSet {
+        SinkSet(self.0 | 1u64.checked_shl(index as u32).unwrap_or(0))
+    }
+
+    /// Whether sink `index` is in the set.
+    pub fn contains(self, index: usize) -> bool {
+        self.0 & 1u64.checked_shl(index as u32).unwrap_or(0) != 0
+    }
+
+    /// How many sinks are in the set.
+    pub fn len(self) -> usize {
+        self.0.count_ones() as usize
+    }
+
+    /// Whether the set holds no sink.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
 }
 
 impl Rendered {
@@ -129,6 +172,7 @@ mod tests {
                 seq: 0,
                 end_offset: 0,
                 bytes: 0,
+                sinks: SinkSet::all(1),
             },
             route: Arc::default(),
             json,

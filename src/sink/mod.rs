@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use crate::config::{SinkConfig, SinkKind};
 
-pub use batch::{AckId, Batch, BatchLimits, Rendered};
+pub use batch::{AckId, Batch, BatchLimits, Rendered, SinkSet};
 pub use cloudwatch::CloudwatchSink;
 pub use file::FileSink;
 pub use kafka::{KafkaSink, MISSING_TOPIC_RECHECK};
