@@ -9,7 +9,7 @@ use std::io::{BufRead, Write};
 use shiplog::cli::{Cli, Command, ParseArgs, RunArgs};
 use shiplog::config::{Config, ConfigError, LogConfig, SinkConfig, SinkKind};
 use shiplog::logging::Logging;
-use shiplog::parse::ParserSet;
+use shiplog::parse::{Parser, ParserSet};
 use shiplog::pipeline::{self, MetadataPlan, Mode, RunError};
 use shiplog::record::write_json_str;
 
@@ -181,28 +181,48 @@ fn parse(args: &ParseArgs) -> Result<(), Failure> {
     })?;
     let year = this_year();
     let mut stdout = std::io::stdout().lock();
-    for line in std::io::stdin().lock().lines() {
-        let line = line.map_err(|e| Failure::Input(format!("reading stdin: {e}")))?;
-        let mut out = Vec::new();
-        out.extend_from_slice(b"{\"log\":");
-        write_json_str(&mut out, &line);
-        match parser.parse(&line, year) {
-            Some(parsed) => {
-                out.extend_from_slice(b",\"data\":");
-                out.extend_from_slice(parsed.data.as_bytes());
-                if let Some(time) = parsed.time {
-                    out.extend_from_slice(b",\"time\":");
-                    write_json_str(&mut out, &time);
-                }
-            }
-            None => out.extend_from_slice(b",\"matched\":false"),
+    let mut stdin = std::io::stdin().lock();
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let read = stdin
+            .read_until(b'\n', &mut line)
+            .map_err(|e| Failure::Input(format!("reading stdin: {e}")))?;
+        if read == 0 {
+            return Ok(());
         }
-        out.extend_from_slice(b"}\n");
         stdout
-            .write_all(&out)
+            .write_all(&parsed_line(&parser, &line, year))
             .map_err(|e| Failure::Runtime(format!("writing stdout: {e}")))?;
     }
-    Ok(())
+}
+
+/// One line of `shiplog parse`'s output for `line` (with or without its `\n` or `\r\n`).
+/// Bytes that are not UTF-8 are replaced by U+FFFD and flagged `"invalid_utf8": true`, as
+/// the pipeline does; the line is parsed as replaced.
+fn parsed_line(parser: &Parser, line: &[u8], year: i16) -> Vec<u8> {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let text = String::from_utf8_lossy(line);
+    let mut out = Vec::with_capacity(line.len() * 2 + 32);
+    out.extend_from_slice(b"{\"log\":");
+    write_json_str(&mut out, &text);
+    match parser.parse(&text, year) {
+        Some(parsed) => {
+            out.extend_from_slice(b",\"data\":");
+            out.extend_from_slice(parsed.data.as_bytes());
+            if let Some(time) = parsed.time {
+                out.extend_from_slice(b",\"time\":");
+                write_json_str(&mut out, &time);
+            }
+        }
+        None => out.extend_from_slice(b",\"matched\":false"),
+    }
+    if matches!(text, std::borrow::Cow::Owned(_)) {
+        out.extend_from_slice(b",\"invalid_utf8\":true");
+    }
+    out.extend_from_slice(b"}\n");
+    out
 }
 
 /// This year, for parsers whose time formats have none.

@@ -159,6 +159,45 @@ fn shiplog_parse_prints_what_a_parser_makes_of_each_line() {
     );
 }
 
+/// Issue 23: a line that is not UTF-8 used to stop `shiplog parse` with exit 1.
+#[test]
+fn shiplog_parse_replaces_invalid_utf8_as_the_pipeline_does_and_reads_every_line() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shiplog"))
+        .args(["parse", "--parser", "logfmt"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("shiplog parse runs");
+    let input: &[u8] = b"level=info msg=caf\xe9\n\xff\xfe\nlevel=warn msg=ok\r\nlast=1";
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input)
+        .expect("write");
+    let output = child.wait_with_output().expect("exits");
+    assert!(output.status.success(), "{output:?}");
+    let lines: Vec<Value> = String::from_utf8(output.stdout)
+        .expect("UTF-8 output")
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("JSON"))
+        .collect();
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    assert_eq!(lines[0]["log"], "level=info msg=caf\u{fffd}");
+    assert_eq!(lines[0]["data"]["msg"], "caf\u{fffd}");
+    assert_eq!(lines[0]["invalid_utf8"], true);
+    assert_eq!(lines[1]["log"], "\u{fffd}\u{fffd}");
+    assert_eq!(lines[1]["invalid_utf8"], true);
+    assert_eq!(
+        lines[2],
+        json!({"log": "level=warn msg=ok", "data": {"level": "warn", "msg": "ok"}})
+    );
+    assert_eq!(
+        lines[3]["data"]["last"], "1",
+        "the last line, without a newline"
+    );
+}
+
 #[test]
 fn unknown_parsers_and_bad_parser_folders_are_refused_with_exit_1() {
     let unknown = util::shiplog(&["parse", "--parser", "nope"]);
