@@ -288,6 +288,76 @@ fn lines_longer_than_max_line_bytes_arrive_as_flagged_pieces_in_order() {
     assert!(rest[0].get("truncated").is_none());
 }
 
+/// Issue 23: a line longer than the reader holds (`max_line_bytes` + 64 KiB of framing)
+/// used to ship in 320 KiB raw pieces, the CRI prefix inside `log` and no `stream`.
+#[test]
+fn a_line_too_long_for_the_reader_ships_in_pieces_of_max_line_bytes_with_its_stream() {
+    let node = Node::new();
+    // Longer than a read (256 KiB), so that the reader cuts it.
+    let long: String = (0..700_000)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    let content =
+        format!("2026-11-25T09:00:00.1Z stderr F {long}\n2026-11-25T09:00:00.2Z stdout F short\n");
+    node.container_log("shop", "web-1", "cri", content.as_bytes());
+    let docker_line =
+        json!({"log": format!("{long}\n"), "stream": "stdout", "time": "2026-11-25T09:00:00.3Z"});
+    let docker_line = format!("{docker_line}\n{}", docker("after\n", "stdout"));
+    node.container_log("shop", "web-1", "docker", docker_line.as_bytes());
+    run_once(&node.config(&[("tail", "max_line_bytes = \"16KiB\"")]));
+
+    let records = node.records();
+    let of = |container: &str| -> Vec<&Value> {
+        records
+            .iter()
+            .filter(|r| r["kubernetes"]["container_name"] == container)
+            .collect()
+    };
+    let cri = of("cri");
+    let (pieces, rest) = cri.split_at(cri.len() - 1);
+    assert_eq!(pieces.len(), 700_000_usize.div_ceil(16 * 1024));
+    for piece in pieces {
+        assert!(piece["log"].as_str().expect("log").len() <= 16 * 1024);
+        assert_eq!(piece["truncated"], true);
+        assert_eq!(piece["stream"], "stderr");
+        assert_eq!(piece["time"], "2026-11-25T09:00:00.100000000Z");
+        assert!(piece.get("shiplog_error").is_none(), "{piece}");
+    }
+    let joined: String = pieces
+        .iter()
+        .map(|r| r["log"].as_str().expect("log"))
+        .collect();
+    assert_eq!(
+        joined, long,
+        "the message, without the CRI prefix, nothing lost"
+    );
+    assert_eq!(rest[0]["log"], "short");
+    assert!(rest[0].get("truncated").is_none());
+
+    // A docker entry cannot be decoded without its end: raw, but bounded and complete.
+    let docker = of("docker");
+    let (pieces, rest) = docker.split_at(docker.len() - 1);
+    assert!(pieces.len() > 1);
+    for piece in pieces {
+        assert!(piece["log"].as_str().expect("log").len() <= 16 * 1024);
+        assert_eq!(piece["truncated"], true);
+        assert!(piece.get("shiplog_error").is_some(), "{piece}");
+    }
+    let joined: String = pieces
+        .iter()
+        .map(|r| r["log"].as_str().expect("log"))
+        .collect();
+    assert_eq!(
+        format!("{joined}\n"),
+        docker_line
+            .lines()
+            .next()
+            .map(|l| format!("{l}\n"))
+            .expect("a line")
+    );
+    assert_eq!(rest[0]["log"], "after");
+}
+
 #[test]
 fn the_demo_prints_enriched_records_on_stdout() {
     let demo = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/demo/shiplog.toml");
