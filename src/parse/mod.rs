@@ -101,8 +101,9 @@ struct Loaded {
 
 impl ParserSet {
     /// The built-in parsers: `json`, `logfmt`, `nginx`, `apache2`, `apache_error`,
-    /// `syslog-rfc3164`, `syslog-rfc5424` and `klog`. Their files are tested to load; were
-    /// one ever broken, its parsers would be missing rather than the binary panicking.
+    /// `syslog-rfc3164`, `syslog-rfc3164-local`, `syslog-rfc5424` and `klog`. Their files are
+    /// tested to load; were one ever broken, its parsers would be missing rather than the
+    /// binary panicking.
     pub fn builtin() -> ParserSet {
         let mut set = ParserSet::default();
         for (name, text) in BUILTIN {

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use super::*;
 
-const BUILTIN_NAMES: [&str; 8] = [
+const BUILTIN_NAMES: [&str; 9] = [
     "apache2",
     "apache_error",
     "json",
@@ -16,6 +16,7 @@ const BUILTIN_NAMES: [&str; 8] = [
     "logfmt",
     "nginx",
     "syslog-rfc3164",
+    "syslog-rfc3164-local",
     "syslog-rfc5424",
 ];
 
