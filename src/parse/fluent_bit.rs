@@ -11,7 +11,7 @@
 //! | Fluent Bit | shiplog |
 //! |---|---|
 //! | `Name` | the parser's name |
-//! | `Format` `regex` / `json` / `logfmt` | `format` (`ltsv` refused: not supported yet) |
+//! | `Format` `regex` / `json` / `logfmt` / `ltsv` | `format` |
 //! | `Regex` | `regex` (Ruby-style `(?<name>…)` groups are the regex crate's syntax too; a `/…/` literal and `\<`, `\>` are read as Onigmo reads them) |
 //! | `Time_Key`, `Time_Format` | `time_key`, `time_format` (`%L` accepted; `Time_Key` defaults to `time`) |
 //! | `Time_Keep` | accepted: shiplog keeps the time field in `data` either way |
@@ -115,14 +115,11 @@ fn translate(section: &Section, origin: &Path) -> Result<(String, Parser), Parse
             "format" => {
                 let format = value.to_ascii_lowercase();
                 match format.as_str() {
-                    "regex" | "json" | "logfmt" => {}
-                    "ltsv" => {
-                        return Err(refuse(key, "Format ltsv is not supported by shiplog yet"));
-                    }
+                    "regex" | "json" | "logfmt" | "ltsv" => {}
                     _ => {
                         return Err(refuse(
                             key,
-                            &format!("unknown format {value:?}: regex, json or logfmt"),
+                            &format!("unknown format {value:?}: regex, json, logfmt or ltsv"),
                         ));
                     }
                 }

@@ -21,6 +21,7 @@ pub mod fields;
 pub mod fluent_bit;
 pub mod json;
 pub mod logfmt;
+pub mod ltsv;
 pub mod nginx;
 pub mod regex;
 pub mod time;
@@ -35,6 +36,7 @@ use std::sync::Arc;
 pub use self::error::ParserError;
 use self::json::JsonParser;
 use self::logfmt::LogfmtParser;
+use self::ltsv::LtsvParser;
 use self::regex::RegexParser;
 
 /// A parser, ready to use: regexes compiled and time formats checked.
@@ -46,6 +48,8 @@ pub enum Parser {
     Json(JsonParser),
     /// `key=value` pairs become fields.
     Logfmt(LogfmtParser),
+    /// Tab-separated `label:value` fields become fields.
+    Ltsv(LtsvParser),
 }
 
 /// What a parser made of a line.
@@ -71,15 +75,17 @@ impl Parser {
             Parser::Regex(parser) => parser.parse(line, year),
             Parser::Json(parser) => parser.parse(line, year),
             Parser::Logfmt(parser) => parser.parse(line, year),
+            Parser::Ltsv(parser) => parser.parse(line, year),
         }
     }
 }
 
 /// The built-in definitions, embedded so that a deployed binary has them without the
 /// `parsers/` folder. Their examples are checked by the tests.
-const BUILTIN: [(&str, &str); 6] = [
+const BUILTIN: [(&str, &str); 7] = [
     ("json.toml", include_str!("../../parsers/json.toml")),
     ("logfmt.toml", include_str!("../../parsers/logfmt.toml")),
+    ("ltsv.toml", include_str!("../../parsers/ltsv.toml")),
     ("nginx.toml", include_str!("../../parsers/nginx.toml")),
     ("apache.toml", include_str!("../../parsers/apache.toml")),
     ("syslog.toml", include_str!("../../parsers/syslog.toml")),
@@ -100,7 +106,7 @@ struct Loaded {
 }
 
 impl ParserSet {
-    /// The built-in parsers: `json`, `logfmt`, `nginx`, `apache2`, `apache_error`,
+    /// The built-in parsers: `json`, `logfmt`, `ltsv`, `nginx`, `apache2`, `apache_error`,
     /// `syslog-rfc3164`, `syslog-rfc3164-local`, `syslog-rfc5424` and `klog`. Their files are
     /// tested to load; were one ever broken, its parsers would be missing rather than the
     /// binary panicking.

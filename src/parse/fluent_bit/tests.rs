@@ -34,10 +34,10 @@ fn every_section_of_a_parsers_conf_loads_or_is_refused_naming_its_key() {
         "wrapped_in_slashes",
         "shouting",
         "no_time_format",
+        "tab_separated",
     ];
     let refused = [
         ("decodes_a_field", "Decode_Field_As", "merge_log"),
-        ("tab_separated", "Format", "ltsv"),
         ("local_time", "Time_Offset", "%z"),
         ("lookbehind", "Regex", "look-around"),
         ("hex_type", "Types", "hex"),
@@ -105,6 +105,8 @@ fn translated_parsers_read_lines_as_fluent_bit_does() {
     assert_eq!(data, json!({"pri": "13", "rest": "hello"}));
     let (data, _) = parsed(&parsers["shouting"], "HELLO world");
     assert_eq!(data["who"], "world");
+    let (data, _) = parsed(&parsers["tab_separated"], "host:10.0.0.1\tstatus:200");
+    assert_eq!(data, json!({"host": "10.0.0.1", "status": "200"}));
     let (_, time) = parsed(&parsers["no_time_format"], "yesterday something");
     assert_eq!(
         time, None,
