@@ -469,7 +469,7 @@ fn check_accepts_a_good_config_and_the_demo_and_says_what_they_will_do() {
         let output = shiplog(&["check", "--config", path]);
         assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
         let screen = String::from_utf8_lossy(&output.stdout).into_owned();
-        assert!(screen.contains("parsers:  8 ("), "{screen}");
+        assert!(screen.contains("parsers:  10 ("), "{screen}");
     }
 }
 
