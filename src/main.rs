@@ -206,22 +206,40 @@ fn parse(args: &ParseArgs) -> Result<(), Failure> {
             return;
         }
         let text = String::from_utf8_lossy(&message.bytes);
+        let invalid_utf8 = matches!(text, Cow::Owned(_));
         let out = render_parsed(&text, parser.as_deref(), year, joiner_fields(&message));
+        let out = if invalid_utf8 {
+            flag_invalid_utf8(out)
+        } else {
+            out
+        };
         if let Err(e) = stdout.write_all(&out) {
             failed = Some(Failure::Runtime(format!("writing stdout: {e}")));
         }
     };
-    for (number, line) in std::io::stdin().lock().lines().enumerate() {
-        let line = line.map_err(|e| Failure::Input(format!("reading stdin: {e}")))?;
+    // Bytes, not text: a line that is not UTF-8 is replaced and flagged as the pipeline
+    // does, and every line after it is still read.
+    let mut stdin = std::io::stdin().lock();
+    let mut line = Vec::new();
+    for number in 0_u64.. {
+        line.clear();
+        let read = stdin
+            .read_until(b'\n', &mut line)
+            .map_err(|e| Failure::Input(format!("reading stdin: {e}")))?;
+        if read == 0 {
+            break;
+        }
+        let bytes = line.strip_suffix(b"\n").unwrap_or(&line);
+        let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
         let message = Message {
             time: Cow::Borrowed(""),
             stream: Stream::Stdout,
-            bytes: Cow::Borrowed(line.as_bytes()),
+            bytes: Cow::Borrowed(bytes),
             truncated: false,
             partial: false,
         };
         match joiner.as_mut() {
-            Some(joiner) => joiner.push(message, number as u64, &mut print),
+            Some(joiner) => joiner.push(message, number, &mut print),
             None => print(message),
         }
     }
@@ -276,6 +294,14 @@ fn render_parsed(text: &str, parser: Option<&Parser>, year: i16, event: EventFie
         None => {}
     }
     out.extend_from_slice(b"}\n");
+    out
+}
+
+/// `parse`'s output line `out` (a JSON object and a newline) flagged `"invalid_utf8": true`:
+/// the line's bytes were not UTF-8 and were replaced by U+FFFD, as the pipeline does.
+fn flag_invalid_utf8(mut out: Vec<u8>) -> Vec<u8> {
+    out.truncate(out.len().saturating_sub(2));
+    out.extend_from_slice(b",\"invalid_utf8\":true}\n");
     out
 }
 

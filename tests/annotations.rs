@@ -159,6 +159,92 @@ fn shiplog_parse_prints_what_a_parser_makes_of_each_line() {
     );
 }
 
+/// Issue 23: a line that is not UTF-8 used to stop `shiplog parse` with exit 1.
+#[test]
+fn shiplog_parse_replaces_invalid_utf8_as_the_pipeline_does_and_reads_every_line() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shiplog"))
+        .args(["parse", "--parser", "logfmt"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("shiplog parse runs");
+    let input: &[u8] = b"level=info msg=caf\xe9\n\xff\xfe\nlevel=warn msg=ok\r\nlast=1";
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input)
+        .expect("write");
+    let output = child.wait_with_output().expect("exits");
+    assert!(output.status.success(), "{output:?}");
+    let lines: Vec<Value> = String::from_utf8(output.stdout)
+        .expect("UTF-8 output")
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("JSON"))
+        .collect();
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    assert_eq!(lines[0]["log"], "level=info msg=caf\u{fffd}");
+    assert_eq!(lines[0]["data"]["msg"], "caf\u{fffd}");
+    assert_eq!(lines[0]["invalid_utf8"], true);
+    assert_eq!(lines[1]["log"], "\u{fffd}\u{fffd}");
+    assert_eq!(lines[1]["invalid_utf8"], true);
+    assert_eq!(
+        lines[2],
+        json!({"log": "level=warn msg=ok", "data": {"level": "warn", "msg": "ok"}})
+    );
+    assert_eq!(
+        lines[3]["data"]["last"], "1",
+        "the last line, without a newline"
+    );
+}
+
+/// Issue 23: a Fluent Bit parsers.conf in a parsers folder is read as it is; a section
+/// that cannot be translated stops `shiplog check` naming the file, the parser and the key.
+#[test]
+fn a_fluent_bit_parsers_conf_loads_and_an_untranslatable_key_fails_check() {
+    let node = Node::new();
+    node.write(
+        "parsers/parsers.conf",
+        b"[PARSER]\n    Name   app\n    Format regex\n    Regex  ^(?<level>[A-Z]+) (?<msg>.*)$\n",
+    );
+    let dir = node.path("parsers");
+    let dir = dir.to_str().expect("UTF-8");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shiplog"))
+        .args(["parse", "--parser", "app", "--parsers-dir", dir])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("shiplog parse runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"WARN disk nearly full\n")
+        .expect("write");
+    let output = child.wait_with_output().expect("exits");
+    assert!(output.status.success());
+    let line: Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    assert_eq!(
+        line["data"],
+        json!({"level": "WARN", "msg": "disk nearly full"})
+    );
+
+    node.write(
+        "parsers/parsers.conf",
+        b"[PARSER]\n    Name   local\n    Format regex\n    Regex  ^(?<time>[^ ]+) (?<msg>.*)$\n    Time_Key time\n    Time_Format %H:%M:%S\n    Time_Offset +0200\n",
+    );
+    let config = node.config(&[("parsers", "dirs = [\"parsers\"]")]);
+    let output = util::shiplog(&["check", "--config", config.to_str().expect("UTF-8")]);
+    assert_eq!(output.status.code(), Some(1));
+    let message = util::stderr(&output);
+    assert!(
+        message.contains("parsers.conf")
+            && message.contains("\"local\"")
+            && message.contains("Time_Offset"),
+        "{message}"
+    );
+}
+
 #[test]
 fn unknown_parsers_and_bad_parser_folders_are_refused_with_exit_1() {
     let unknown = util::shiplog(&["parse", "--parser", "nope"]);

@@ -60,7 +60,7 @@ fn cri_partial_lines_join_and_a_partial_at_the_end_of_the_file_ships_flagged() {
     );
     assert_eq!(records[0]["data"], json!({"a": 1, "b": 2}));
     assert_eq!(
-        records[0]["time"], "2026-11-25T09:00:00.1Z",
+        records[0]["time"], "2026-11-25T09:00:00.100000000Z",
         "a joined line has its first piece's time"
     );
     assert_eq!(records[1]["stream"], "stderr");
@@ -106,6 +106,81 @@ fn malformed_lines_ship_raw_with_the_reason_and_nothing_is_dropped() {
             .count()
             == 1
     );
+}
+
+/// Issue 23: records carry RFC 3339 UTC with nine fractional digits whatever form the
+/// runtime wrote, and a timestamp that is not a time ships the line with the reason.
+#[test]
+fn record_times_are_utc_with_nanoseconds_and_an_impossible_time_ships_with_the_reason() {
+    let cases = [
+        (
+            "2026-11-25T09:00:00.669794202Z",
+            "2026-11-25T09:00:00.669794202Z",
+        ),
+        (
+            "2026-11-25T09:00:00.70630778Z",
+            "2026-11-25T09:00:00.706307780Z",
+        ),
+        ("2026-11-25T09:00:04Z", "2026-11-25T09:00:04.000000000Z"),
+        (
+            "2026-11-25T10:00:05.5+01:00",
+            "2026-11-25T09:00:05.500000000Z",
+        ),
+        (
+            "2026-11-25T01:00:06.25-08:00",
+            "2026-11-25T09:00:06.250000000Z",
+        ),
+    ];
+    let node = Node::new();
+    let mut cri = String::new();
+    let mut docker = String::new();
+    for (written, _) in cases {
+        cri.push_str(&format!("{written} stdout F at {written}\n"));
+        let line = json!({"log": format!("at {written}\n"), "stream": "stdout", "time": written});
+        docker.push_str(&format!("{line}\n"));
+    }
+    cri.push_str("2026-13-45T99:99:99Z stdout F impossible\n");
+    cri.push_str("2026-11-25T09:00:07Z stdout F after\n");
+    node.container_log("shop", "web-1", "cri", cri.as_bytes());
+    node.container_log("shop", "web-1", "docker", docker.as_bytes());
+    let before = std::time::SystemTime::now();
+    run_once(&node.config(&[]));
+
+    let records = node.records();
+    for container in ["cri", "docker"] {
+        let times: Vec<&str> = records
+            .iter()
+            .filter(|r| r["kubernetes"]["container_name"] == container)
+            .filter(|r| r.get("shiplog_error").is_none())
+            .map(|r| r["time"].as_str().expect("a time"))
+            .collect();
+        let mut want: Vec<&str> = cases.iter().map(|(_, record)| *record).collect();
+        if container == "cri" {
+            want.push("2026-11-25T09:00:07.000000000Z");
+        }
+        assert_eq!(times, want, "{container}");
+    }
+    let impossible: Vec<&Value> = records
+        .iter()
+        .filter(|r| r.get("shiplog_error").is_some())
+        .collect();
+    assert_eq!(
+        impossible.len(),
+        1,
+        "nothing else is refused, nothing dropped"
+    );
+    let impossible = impossible[0];
+    assert_eq!(
+        impossible["log"],
+        "2026-13-45T99:99:99Z stdout F impossible"
+    );
+    assert_eq!(
+        impossible["shiplog_error"],
+        "invalid runtime timestamp: time is not a valid date (no such month or day)"
+    );
+    let read_at: std::time::SystemTime =
+        humantime::parse_rfc3339(impossible["time"].as_str().expect("a time")).expect("RFC 3339");
+    assert!(read_at >= before, "the time it was read, not the runtime's");
 }
 
 #[test]
@@ -211,6 +286,76 @@ fn lines_longer_than_max_line_bytes_arrive_as_flagged_pieces_in_order() {
     assert_eq!(logs(pieces).concat(), long);
     assert_eq!(logs(rest), ["short"]);
     assert!(rest[0].get("truncated").is_none());
+}
+
+/// Issue 23: a line longer than the reader holds (`max_line_bytes` + 64 KiB of framing)
+/// used to ship in 320 KiB raw pieces, the CRI prefix inside `log` and no `stream`.
+#[test]
+fn a_line_too_long_for_the_reader_ships_in_pieces_of_max_line_bytes_with_its_stream() {
+    let node = Node::new();
+    // Longer than a read (256 KiB), so that the reader cuts it.
+    let long: String = (0..700_000)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    let content =
+        format!("2026-11-25T09:00:00.1Z stderr F {long}\n2026-11-25T09:00:00.2Z stdout F short\n");
+    node.container_log("shop", "web-1", "cri", content.as_bytes());
+    let docker_line =
+        json!({"log": format!("{long}\n"), "stream": "stdout", "time": "2026-11-25T09:00:00.3Z"});
+    let docker_line = format!("{docker_line}\n{}", docker("after\n", "stdout"));
+    node.container_log("shop", "web-1", "docker", docker_line.as_bytes());
+    run_once(&node.config(&[("tail", "max_line_bytes = \"16KiB\"")]));
+
+    let records = node.records();
+    let of = |container: &str| -> Vec<&Value> {
+        records
+            .iter()
+            .filter(|r| r["kubernetes"]["container_name"] == container)
+            .collect()
+    };
+    let cri = of("cri");
+    let (pieces, rest) = cri.split_at(cri.len() - 1);
+    assert_eq!(pieces.len(), 700_000_usize.div_ceil(16 * 1024));
+    for piece in pieces {
+        assert!(piece["log"].as_str().expect("log").len() <= 16 * 1024);
+        assert_eq!(piece["truncated"], true);
+        assert_eq!(piece["stream"], "stderr");
+        assert_eq!(piece["time"], "2026-11-25T09:00:00.100000000Z");
+        assert!(piece.get("shiplog_error").is_none(), "{piece}");
+    }
+    let joined: String = pieces
+        .iter()
+        .map(|r| r["log"].as_str().expect("log"))
+        .collect();
+    assert_eq!(
+        joined, long,
+        "the message, without the CRI prefix, nothing lost"
+    );
+    assert_eq!(rest[0]["log"], "short");
+    assert!(rest[0].get("truncated").is_none());
+
+    // A docker entry cannot be decoded without its end: raw, but bounded and complete.
+    let docker = of("docker");
+    let (pieces, rest) = docker.split_at(docker.len() - 1);
+    assert!(pieces.len() > 1);
+    for piece in pieces {
+        assert!(piece["log"].as_str().expect("log").len() <= 16 * 1024);
+        assert_eq!(piece["truncated"], true);
+        assert!(piece.get("shiplog_error").is_some(), "{piece}");
+    }
+    let joined: String = pieces
+        .iter()
+        .map(|r| r["log"].as_str().expect("log"))
+        .collect();
+    assert_eq!(
+        format!("{joined}\n"),
+        docker_line
+            .lines()
+            .next()
+            .map(|l| format!("{l}\n"))
+            .expect("a line")
+    );
+    assert_eq!(rest[0]["log"], "after");
 }
 
 #[test]
@@ -324,7 +469,7 @@ fn check_accepts_a_good_config_and_the_demo_and_says_what_they_will_do() {
         let output = shiplog(&["check", "--config", path]);
         assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
         let screen = String::from_utf8_lossy(&output.stdout).into_owned();
-        assert!(screen.contains("parsers:  8 ("), "{screen}");
+        assert!(screen.contains("parsers:  10 ("), "{screen}");
     }
 }
 

@@ -12,12 +12,14 @@ use std::borrow::Cow;
 
 use memchr::memchr;
 
-use super::{DecodeError, Decoded, Stream, looks_like_rfc3339};
+#[cfg(test)]
+use super::TimeError;
+use super::{DecodeError, Decoded, Stream, record_time};
 
 /// The fields of one CRI line, borrowed from it.
 struct ParsedLog<'a> {
-    /// The runtime's timestamp; ASCII, so it is a `str`.
-    time: &'a str,
+    /// The runtime's timestamp in the record's form.
+    time: Cow<'a, str>,
     stream: Stream,
     /// `P`: the container's line goes on in the next line of this stream.
     partial: bool,
@@ -26,18 +28,30 @@ struct ParsedLog<'a> {
 
 /// Splits one CRI line (without its trailing newline) into its fields.
 ///
-/// Equivalent regex (time shape as in [`looks_like_rfc3339`]):
-/// `(?-u)^(?P<time>[0-9]{4}-[0-9:.Z+-]*T[0-9T:.Z+-]*) (?P<stream>stdout|stderr) (?P<tag>P|F)(?: (?P<message>.*))?$`
+/// Equivalent regex (the time then checked and normalised by [`record_time`]):
+/// `(?-u)^(?P<time>[^ ]*) (?P<stream>stdout|stderr) (?P<tag>P|F)(?: (?P<message>.*))?$`
 ///
 /// Only the single space after the tag is a separator: the message keeps any further
 /// leading spaces, and a line that ends right after the tag has an empty message.
-fn parse_log_line(line: &[u8]) -> Result<ParsedLog<'_>, &'static str> {
+fn parse_log_line(line: &[u8]) -> Result<ParsedLog<'_>, DecodeError> {
+    const NOT_RFC3339: DecodeError = DecodeError::Cri("time is not RFC 3339");
     let (time, rest) = split_field(line);
-    if !looks_like_rfc3339(time) {
-        return Err("time is not RFC 3339");
-    }
-    // Every byte of an RFC 3339-shaped time is ASCII, so this never fails.
-    let time = std::str::from_utf8(time).map_err(|_| "time is not RFC 3339")?;
+    let time = match record_time(time, NOT_RFC3339)? {
+        Some(normalised) => Cow::Owned(normalised),
+        // A time in the record's form is ASCII, so this never fails.
+        None => Cow::Borrowed(std::str::from_utf8(time).map_err(|_| NOT_RFC3339)?),
+    };
+    let (stream, partial, message) = after_time(rest).map_err(DecodeError::Cri)?;
+    Ok(ParsedLog {
+        time,
+        stream,
+        partial,
+        message,
+    })
+}
+
+/// The fields after the time: the stream, whether the tag is `P`, and the message.
+fn after_time(rest: Option<&[u8]>) -> Result<(Stream, bool, &[u8]), &'static str> {
     let (stream, rest) = split_field(rest.ok_or("missing stream")?);
     let stream = match stream {
         b"stdout" => Stream::Stdout,
@@ -50,12 +64,7 @@ fn parse_log_line(line: &[u8]) -> Result<ParsedLog<'_>, &'static str> {
         b"F" => false,
         _ => return Err("tag must be P or F"),
     };
-    Ok(ParsedLog {
-        time,
-        stream,
-        partial,
-        message: message.unwrap_or_default(),
-    })
+    Ok((stream, partial, message.unwrap_or_default()))
 }
 
 /// Splits at the first space: the field before it, and what follows it if there is a space.
@@ -68,9 +77,9 @@ fn split_field(bytes: &[u8]) -> (&[u8], Option<&[u8]>) {
 
 /// Decodes one CRI line (without its trailing newline).
 pub(super) fn decode(line: &[u8]) -> Result<Decoded<'_>, DecodeError> {
-    let parsed = parse_log_line(line).map_err(DecodeError::Cri)?;
+    let parsed = parse_log_line(line)?;
     Ok(Decoded {
-        time: Cow::Borrowed(parsed.time),
+        time: parsed.time,
         stream: parsed.stream,
         message: Cow::Borrowed(parsed.message),
         partial: parsed.partial,
@@ -151,7 +160,7 @@ pub(crate) fn valid_cases() -> Vec<(&'static [u8], Decoded<'static>)> {
         (
             b"2016-10-06T02:17:09.669794202+02:00 stdout F with an offset",
             line(
-                "2016-10-06T02:17:09.669794202+02:00",
+                "2016-10-06T00:17:09.669794202Z",
                 Stream::Stdout,
                 false,
                 b"with an offset",
@@ -160,7 +169,7 @@ pub(crate) fn valid_cases() -> Vec<(&'static [u8], Decoded<'static>)> {
         (
             b"2016-10-06T00:17:09Z stderr F whole seconds",
             line(
-                "2016-10-06T00:17:09Z",
+                "2016-10-06T00:17:09.000000000Z",
                 Stream::Stderr,
                 false,
                 b"whole seconds",
@@ -193,6 +202,14 @@ pub(crate) fn invalid_cases() -> Vec<(&'static [u8], DecodeError)> {
         (
             br#"{"log":"hello\n","stream":"stdout","time":"2019-12-19T17:41:12.70630778Z"}"#,
             error("time is not RFC 3339"),
+        ),
+        (
+            b"2016-13-06T00:17:09.669794202Z stdout F month 13",
+            DecodeError::Time(TimeError::Date),
+        ),
+        (
+            b"2016-10-06T24:17:09Z stdout F hour 24",
+            DecodeError::Time(TimeError::TimeOfDay),
         ),
         (b"2016-10-06T00:17:09.669794202Z", error("missing stream")),
         (
@@ -243,7 +260,7 @@ mod tests {
             line in prop::collection::vec(any::<u8>(), 0..256),
         ) {
             if let Ok(decoded) = decode(&line) {
-                prop_assert!(looks_like_rfc3339(decoded.time.as_bytes()));
+                prop_assert!(strategies::is_record_form(&decoded.time));
                 prop_assert!(line.ends_with(&decoded.message));
             }
         }
@@ -261,7 +278,7 @@ mod tests {
                 *last = byte;
             }
             if let Ok(decoded) = decode(&line) {
-                prop_assert!(looks_like_rfc3339(decoded.time.as_bytes()));
+                prop_assert!(strategies::is_record_form(&decoded.time));
                 prop_assert!(line.ends_with(&decoded.message));
             }
         }
@@ -279,7 +296,7 @@ mod tests {
             prop_assert_eq!(
                 decode(&line),
                 Ok(Decoded {
-                    time: Cow::Borrowed(time.as_str()),
+                    time: Cow::Owned(strategies::in_record_form(&time)),
                     stream,
                     message: Cow::Borrowed(message.as_slice()),
                     partial,

@@ -14,7 +14,7 @@ use memchr::memchr;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::{DecodeError, Decoded, Stream, looks_like_rfc3339};
+use super::{DecodeError, Decoded, Stream, record_time};
 
 /// The fields of a json-file entry we read. Each is optional here so that a missing one
 /// gets its own reason instead of serde's allocated message.
@@ -59,9 +59,10 @@ pub(super) fn decode(line: &[u8]) -> Result<Decoded<'_>, DecodeError> {
     let Some(Text(time)) = entry.time else {
         return Err(DecodeError::Docker("missing \"time\""));
     };
-    if !looks_like_rfc3339(time.as_bytes()) {
-        return Err(DecodeError::Docker("time is not RFC 3339"));
-    }
+    let time = match record_time(time.as_bytes(), DecodeError::Docker("time is not RFC 3339"))? {
+        Some(normalised) => Cow::Owned(normalised),
+        None => time,
+    };
     let (message, partial) = log_message(log.get())?;
     Ok(Decoded {
         time,
@@ -159,7 +160,8 @@ fn has_escape(body: &str) -> bool {
 /// Shared with other modules' tests through [`super::cases`].
 #[cfg(test)]
 pub(crate) fn valid_cases() -> Vec<(&'static [u8], Decoded<'static>)> {
-    const TIME: &str = "2019-12-19T17:41:12.70630778Z";
+    // Written as 2019-12-19T17:41:12.70630778Z: Go drops the fraction's trailing zero.
+    const TIME: &str = "2019-12-19T17:41:12.706307780Z";
     let line = |message: &'static [u8], stream, partial| Decoded {
         time: Cow::Borrowed(TIME),
         stream,
@@ -275,6 +277,14 @@ pub(crate) fn invalid_cases() -> Vec<(&'static [u8], DecodeError)> {
             error("time is not RFC 3339"),
         ),
         (
+            br#"{"log":"hello\n","stream":"stdout","time":"2026-13-45T99:99:99Z"}"#,
+            DecodeError::Time(super::TimeError::Date),
+        ),
+        (
+            br#"{"log":"hello\n","stream":"stdout","time":"2026-12-03T10:00:04+24:00"}"#,
+            DecodeError::Time(super::TimeError::Offset),
+        ),
+        (
             br#"{"log":42,"stream":"stdout","time":"2019-12-19T17:41:12.70630778Z"}"#,
             error("\"log\" is not a string"),
         ),
@@ -309,8 +319,9 @@ mod tests {
     use crate::decode::strategies;
 
     #[test]
-    fn a_line_without_escapes_is_decoded_without_copying() {
-        let line = br#"{"log":"hello\n","stream":"stdout","time":"2019-12-19T17:41:12.70630778Z"}"#;
+    fn a_line_without_escapes_and_with_a_nine_digit_time_is_decoded_without_copying() {
+        let line =
+            br#"{"log":"hello\n","stream":"stdout","time":"2019-12-19T17:41:12.706307781Z"}"#;
         let decoded = decode(line);
         assert!(
             matches!(
@@ -392,7 +403,7 @@ mod tests {
             line in prop::collection::vec(any::<u8>(), 0..256),
         ) {
             if let Ok(decoded) = decode(&line) {
-                prop_assert!(looks_like_rfc3339(decoded.time.as_bytes()));
+                prop_assert!(strategies::is_record_form(&decoded.time));
             }
         }
 
@@ -409,7 +420,7 @@ mod tests {
                 *last = byte;
             }
             if let Ok(decoded) = decode(&line) {
-                prop_assert!(looks_like_rfc3339(decoded.time.as_bytes()));
+                prop_assert!(strategies::is_record_form(&decoded.time));
             }
         }
 
@@ -432,7 +443,7 @@ mod tests {
             prop_assert_eq!(
                 decode(&line),
                 Ok(Decoded {
-                    time: Cow::Borrowed(time.as_str()),
+                    time: Cow::Owned(strategies::in_record_form(&time)),
                     stream,
                     message: Cow::Borrowed(message.as_bytes()),
                     partial,

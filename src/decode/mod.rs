@@ -4,14 +4,19 @@
 //! A line is decoded borrowing from the caller's buffer; a copy is made only when a docker
 //! message has JSON escapes to undo. [`Reassembler`] (one per file, kept by the pipeline)
 //! joins the pieces runtimes split long lines into: CRI `P`…`F` and docker's 16 KiB entries.
+//! A runtime's timestamp is checked as a real time and put in the record's form (RFC 3339
+//! UTC, nine fractional digits) by [`time`]; one that is not a time makes the line
+//! undecodable, so it ships raw with the reason and the time it was read.
 
 mod cri;
 mod docker;
 mod partial;
+mod time;
 
 use std::borrow::Cow;
 
 pub use partial::{Message, Reassembler};
+pub use time::TimeError;
 
 /// Which output stream of the container a line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -59,26 +64,21 @@ pub fn detect(line: &[u8]) -> Option<Format> {
         .find(|format| format.decode(line).is_ok())
 }
 
-/// Cheap shape check for a runtime timestamp, without a date parser: a 4-digit year and a
-/// `-`, then only the characters RFC 3339 uses (`0-9 - T : . Z +`), with a `T` among them.
-/// Equivalent regex: `^[0-9]{4}-[0-9:.Z+-]*T[0-9T:.Z+-]*$`. All accepted bytes are ASCII, so an
-/// accepted time is valid UTF-8.
-fn looks_like_rfc3339(time: &[u8]) -> bool {
-    let Some((year, rest)) = time.split_first_chunk::<4>() else {
-        return false;
-    };
-    year.iter().all(u8::is_ascii_digit)
-        && rest.first() == Some(&b'-')
-        && rest.contains(&b'T')
-        && rest
-            .iter()
-            .all(|&b| b.is_ascii_digit() || matches!(b, b'-' | b'T' | b':' | b'.' | b'Z' | b'+'))
+/// The runtime's `time`, checked and in the record's form (see [`time`]); `None` when it
+/// already is in that form, so the caller keeps borrowing it. A time of the wrong shape is
+/// refused with `shape` (the format's own reason), any other problem with its own.
+fn record_time(time: &[u8], shape: DecodeError) -> Result<Option<String>, DecodeError> {
+    time::normalise(time).map_err(|error| match error {
+        TimeError::Shape => shape,
+        error => DecodeError::Time(error),
+    })
 }
 
 /// One runtime line, decoded. Borrows from the line where it can.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decoded<'a> {
-    /// The runtime's timestamp, as written (RFC 3339 with nanoseconds).
+    /// The runtime's timestamp in the record's form: RFC 3339 UTC with nine fractional
+    /// digits (borrowed when the runtime wrote it so).
     pub time: Cow<'a, str>,
     /// Which stream the container wrote it to.
     pub stream: Stream,
@@ -99,6 +99,10 @@ pub enum DecodeError {
     /// A line that does not have CRI's `<time> <stream> <P|F> <message>` shape.
     #[error("not a CRI line: {0}")]
     Cri(&'static str),
+    /// A line whose runtime timestamp has the right shape but is not a time (month 13, a
+    /// 25th hour, an offset past ±23:59).
+    #[error("invalid runtime timestamp: {0}")]
+    Time(TimeError),
     /// A line of a file whose format could not be recognised (yet).
     #[error("unrecognised log line format")]
     UnknownFormat,
@@ -119,12 +123,27 @@ pub(crate) mod strategies {
 
     use super::Stream;
 
-    /// A time a runtime could have written: RFC 3339, with up to nanoseconds.
+    /// A time a runtime could have written: RFC 3339, with up to nanoseconds and any offset.
     pub(crate) fn time() -> impl Strategy<Value = String> {
         concat!(
-            "[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}",
-            "(\\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})",
+            "(19|20)[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])",
+            "T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]",
+            "(\\.[0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])",
         )
+    }
+
+    /// `time` (from [`time()`]) as records carry it.
+    pub(crate) fn in_record_form(time: &str) -> String {
+        match super::time::normalise(time.as_bytes()) {
+            Ok(Some(copy)) => copy,
+            Ok(None) => time.to_string(),
+            Err(error) => panic!("{time}: {error}"),
+        }
+    }
+
+    /// Whether `time` is in the form records carry.
+    pub(crate) fn is_record_form(time: &str) -> bool {
+        super::time::normalise(time.as_bytes()) == Ok(None)
     }
 
     /// Either stream.
@@ -224,31 +243,6 @@ mod tests {
         for (line, expected) in cases::cri_valid() {
             assert_eq!(Format::Cri.decode(line), Ok(expected));
             assert!(Format::Docker.decode(line).is_err());
-        }
-    }
-
-    #[test]
-    fn a_time_must_look_like_rfc_3339() {
-        let cases: &[(&[u8], bool)] = &[
-            (b"2019-12-19T17:41:12.70630778Z", true),
-            (b"2019-12-19T17:41:12+01:00", true),
-            (b"2019-12-19T17:41:12.5-08:00", true),
-            (b"2019-12-19", false),
-            (b"2019-12-19 17:41:12Z", false),
-            (b"19-12-19T17:41:12Z", false),
-            (b"2019/12/19T17:41:12Z", false),
-            (b"2019-12-19t17:41:12z", false),
-            (b"2019", false),
-            (b"", false),
-            (b"\xff\xfe", false),
-        ];
-        for &(time, expected) in cases {
-            assert_eq!(
-                looks_like_rfc3339(time),
-                expected,
-                "{}",
-                String::from_utf8_lossy(time)
-            );
         }
     }
 }

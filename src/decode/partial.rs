@@ -102,6 +102,11 @@ impl Reassembler {
         }
     }
 
+    /// The longest message it emits.
+    pub fn max_line_bytes(&self) -> usize {
+        self.max_line_bytes
+    }
+
     /// Emits every pending line, its last message flagged `partial`; used at the end of a
     /// `--once` run and when a pending line has waited too long. What comes later on the
     /// stream is taken as the start of a new line.

@@ -4,11 +4,11 @@
 //!
 //! ```toml
 //! [nginx]
-//! format = "regex"                        # "regex" | "json" | "logfmt" | "multiline"
+//! format = "regex"                        # "regex" | "json" | "logfmt" | "ltsv" | "multiline"
 //! regex = '''^(?<remote>[^ ]*) ...$'''    # regex only: named groups become fields
 //! time_key = "time"                       # with time_format, or neither
 //! time_format = "%d/%b/%Y:%H:%M:%S %z"
-//! types = { code = "integer" }            # regex and logfmt: integer, float, bool, string
+//! types = { code = "integer" }            # regex, logfmt, ltsv: integer, float, bool, string
 //!
 //! [[nginx.example]]                       # any number; checked at load
 //! line = '''...'''
@@ -36,6 +36,7 @@ use super::error::{KeyError, ParserError};
 use super::fields::FieldType;
 use super::json::JsonParser;
 use super::logfmt::LogfmtParser;
+use super::ltsv::LtsvParser;
 use super::regex::RegexParser;
 use super::time::{TimeFormat, TimeKey};
 use crate::multiline::Rule;
@@ -65,6 +66,7 @@ enum Format {
     Regex,
     Json,
     Logfmt,
+    Ltsv,
     Multiline,
 }
 
@@ -179,6 +181,10 @@ impl Definition {
             Format::Logfmt => {
                 self.refuse_regex("logfmt")?;
                 Ok(Parser::Logfmt(LogfmtParser::new(self.types.clone(), time)))
+            }
+            Format::Ltsv => {
+                self.refuse_regex("ltsv")?;
+                Ok(Parser::Ltsv(LtsvParser::new(self.types.clone(), time)))
             }
             // `build` reads multiline tables with `multiline`, never here.
             Format::Multiline => Err(KeyError::new("format", "a multiline rule is not a parser")),

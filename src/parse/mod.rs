@@ -18,8 +18,10 @@
 pub mod definition;
 pub mod error;
 pub mod fields;
+pub mod fluent_bit;
 pub mod json;
 pub mod logfmt;
+pub mod ltsv;
 pub mod nginx;
 pub mod regex;
 pub mod time;
@@ -34,6 +36,7 @@ use std::sync::Arc;
 pub use self::error::ParserError;
 use self::json::JsonParser;
 use self::logfmt::LogfmtParser;
+use self::ltsv::LtsvParser;
 use self::regex::RegexParser;
 use crate::multiline::{Rule, rules::BUILTIN_NAMES};
 
@@ -46,6 +49,8 @@ pub enum Parser {
     Json(JsonParser),
     /// `key=value` pairs become fields.
     Logfmt(LogfmtParser),
+    /// Tab-separated `label:value` fields become fields.
+    Ltsv(LtsvParser),
 }
 
 /// What a parser made of a line.
@@ -71,15 +76,17 @@ impl Parser {
             Parser::Regex(parser) => parser.parse(line, year),
             Parser::Json(parser) => parser.parse(line, year),
             Parser::Logfmt(parser) => parser.parse(line, year),
+            Parser::Ltsv(parser) => parser.parse(line, year),
         }
     }
 }
 
 /// The built-in definitions, embedded so that a deployed binary has them without the
 /// `parsers/` folder. Their examples are checked by the tests.
-const BUILTIN: [(&str, &str); 6] = [
+const BUILTIN: [(&str, &str); 7] = [
     ("json.toml", include_str!("../../parsers/json.toml")),
     ("logfmt.toml", include_str!("../../parsers/logfmt.toml")),
+    ("ltsv.toml", include_str!("../../parsers/ltsv.toml")),
     ("nginx.toml", include_str!("../../parsers/nginx.toml")),
     ("apache.toml", include_str!("../../parsers/apache.toml")),
     ("syslog.toml", include_str!("../../parsers/syslog.toml")),
@@ -107,10 +114,10 @@ enum Defined {
 }
 
 impl ParserSet {
-    /// The built-in parsers: `json`, `logfmt`, `nginx`, `apache2`, `apache_error`,
-    /// `syslog-rfc3164`, `syslog-rfc5424` and `klog`, and the multiline rules `java`,
-    /// `python`, `go` and `ruby`. Their files are tested to load; were one ever broken, its
-    /// parsers would be missing rather than the binary panicking.
+    /// The built-in parsers: `json`, `logfmt`, `ltsv`, `nginx`, `apache2`, `apache_error`,
+    /// `syslog-rfc3164`, `syslog-rfc3164-local`, `syslog-rfc5424` and `klog`, and the
+    /// multiline rules `java`, `python`, `go` and `ruby`. Their files are tested to load; were
+    /// one ever broken, its parsers would be missing rather than the binary panicking.
     pub fn builtin() -> ParserSet {
         let mut set = ParserSet::default();
         for (name, text) in BUILTIN {
@@ -146,17 +153,44 @@ impl ParserSet {
         Ok(ParserSet { parsers })
     }
 
-    /// Adds the parsers of every `*.toml` file in `dirs`, in folder order and, within a
+    /// The parsers of a Fluent Bit `parsers.conf` text (`[PARSER]` sections) read from
+    /// `origin`; what cannot be translated is an error naming the parser and its key.
+    pub fn from_fluent_bit_conf(text: &str, origin: &Path) -> Result<ParserSet, ParserError> {
+        let mut parsers = BTreeMap::new();
+        for (name, parser) in fluent_bit::parsers(text, origin)? {
+            if parsers.contains_key(&name) {
+                return Err(ParserError::new(
+                    origin,
+                    name,
+                    "Name",
+                    "defined twice in this file",
+                ));
+            }
+            let loaded = Loaded {
+                defined: Defined::Parser(Arc::new(parser)),
+                file: origin.to_path_buf(),
+            };
+            parsers.insert(name, loaded);
+        }
+        Ok(ParserSet { parsers })
+    }
+
+    /// Adds the parsers of every `*.toml` file and Fluent Bit `*.conf` file in `dirs`, in folder order and, within a
     /// folder, in file-name order. A definition replaces a parser of the same name already
     /// in the set (a built-in one, say); two definitions of one name within `dirs` are an
     /// error, as is a folder that cannot be read. On error the set is left unchanged.
     pub fn load_dirs(&mut self, dirs: &[PathBuf]) -> Result<(), ParserError> {
         let mut loaded: BTreeMap<String, Loaded> = BTreeMap::new();
         for dir in dirs {
-            for file in toml_files(dir)? {
+            for file in parser_files(dir)? {
                 let text = std::fs::read_to_string(&file)
                     .map_err(|e| ParserError::new(&file, "", "", format!("cannot read: {e}")))?;
-                for (name, parser) in ParserSet::from_toml(&text, &file)?.parsers {
+                let parsers = if file.extension().is_some_and(|ext| ext == "conf") {
+                    ParserSet::from_fluent_bit_conf(&text, &file)?
+                } else {
+                    ParserSet::from_toml(&text, &file)?
+                };
+                for (name, parser) in parsers.parsers {
                     if let Some(earlier) = loaded.get(&name) {
                         return Err(ParserError::new(
                             &file,
@@ -211,16 +245,20 @@ impl ParserSet {
     }
 }
 
-/// The `*.toml` files directly in `dir` (following symbolic links, as in a mounted
-/// ConfigMap), sorted by file name.
-fn toml_files(dir: &Path) -> Result<Vec<PathBuf>, ParserError> {
+/// The `*.toml` and Fluent Bit `*.conf` parser files directly in `dir` (following symbolic
+/// links, as in a mounted ConfigMap), sorted by file name.
+fn parser_files(dir: &Path) -> Result<Vec<PathBuf>, ParserError> {
     let unreadable = |e: std::io::Error| {
         ParserError::new(dir, "", "", format!("cannot read parser folder: {e}"))
     };
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(unreadable)? {
         let path = entry.map_err(unreadable)?.path();
-        if path.extension().is_some_and(|ext| ext == "toml") && path.is_file() {
+        if path
+            .extension()
+            .is_some_and(|ext| ext == "toml" || ext == "conf")
+            && path.is_file()
+        {
             files.push(path);
         }
     }

@@ -8,14 +8,16 @@ use serde_json::{Value, json};
 
 use super::*;
 
-const BUILTIN_NAMES: [&str; 8] = [
+const BUILTIN_NAMES: [&str; 10] = [
     "apache2",
     "apache_error",
     "json",
     "klog",
     "logfmt",
+    "ltsv",
     "nginx",
     "syslog-rfc3164",
+    "syslog-rfc3164-local",
     "syslog-rfc5424",
 ];
 
@@ -98,7 +100,7 @@ fn definition_mistakes_name_the_file_the_parser_and_the_key() {
         ),
         (
             "[web]\nformat = \"xml\"\n",
-            "p.toml: parser \"web\": format: unknown value \"xml\" (expected one of: regex, json, logfmt, multiline)",
+            "p.toml: parser \"web\": format: unknown value \"xml\" (expected one of: regex, json, logfmt, ltsv, multiline)",
         ),
         (
             "[web]\nformat = \"logfmt\"\nregx = 'a'\n",

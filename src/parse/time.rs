@@ -9,7 +9,12 @@
 //!   without `Time_Offset`.
 //! - A format without a year (syslog RFC 3164, klog) takes the year the caller passes in:
 //!   the year of the line's runtime timestamp, so that parsing stays a pure function.
-//! - A format ending in an offset also accepts `Z` there, as RFC 3339 writes UTC.
+//! - A format ending in an offset also accepts `Z` there, as RFC 3339 writes UTC; a format
+//!   with no offset at all also accepts a trailing `Z` (Fluent Bit's docker parser reads
+//!   `…:12.70630778Z` with `%Y-%m-%dT%H:%M:%S.%L`).
+//! - Fluent Bit's `%L` (fractional seconds, any number of digits up to nine) is accepted and
+//!   read as jiff's `%f`; `%f`, `%N` and their precision forms (`%3f`, `%9N`) are jiff's own.
+//!   An unknown specifier's error names these (issue 23).
 
 use jiff::Timestamp;
 use jiff::fmt::strtime::BrokenDownTime;
@@ -28,11 +33,14 @@ pub struct TimeKey {
 /// A checked `time_format`. Built once at load; [`TimeFormat::parse`] never panics.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TimeFormat {
-    /// The format as written.
+    /// The format as jiff reads it: as written, with Fluent Bit's `%L` turned into `%f`.
     format: String,
     /// `format` with its trailing offset directive replaced by a literal `Z`, for RFC 3339
     /// times in UTC; `None` when the format does not end in an offset.
     zulu: Option<String>,
+    /// `format` with `%z` as `%:z`: Fluent Bit's `%z` also reads `+02:00`, jiff's does not.
+    /// `None` when the format has no `%z`.
+    colon: Option<String>,
 }
 
 /// The offset directives jiff parses, longest first so that `%:z` is not taken for `%z`.
@@ -42,14 +50,25 @@ impl TimeFormat {
     /// Checks `format` by formatting a reference time with it and parsing the result back:
     /// an unknown directive, a directive that only formats (`%Z`, `%c`) or a format that
     /// cannot yield a date and a time is refused here rather than on every line.
-    pub fn new(format: &str) -> Result<Self, String> {
+    pub fn new(written: &str) -> Result<Self, String> {
+        let format = jiff_format(written);
+        let format = format.as_str();
         let zulu = OFFSET_DIRECTIVES
             .iter()
             .find_map(|directive| format.strip_suffix(directive))
-            .map(|head| format!("{head}Z"));
+            .map(|head| format!("{head}Z"))
+            .or_else(|| {
+                let has_offset = ["%z", "%:z", "%::z", "%:::z", "%s", "%Z", "%Q"]
+                    .iter()
+                    .any(|directive| format.contains(directive));
+                (!has_offset).then(|| format!("{format}Z"))
+            });
+        let colon =
+            (format.contains("%z") && !format.contains("%%z")).then(|| format.replace("%z", "%:z"));
         let time_format = TimeFormat {
             format: format.to_string(),
             zulu,
+            colon,
         };
         let reference = Timestamp::new(1_721_057_459, 123_456_789)
             .and_then(|t| Ok(t.to_zoned(TimeZone::fixed(Offset::from_hours(2)?))))
@@ -57,10 +76,10 @@ impl TimeFormat {
         let mut sample = String::new();
         BrokenDownTime::from(&reference)
             .format(format, &mut sample)
-            .map_err(|e| format!("cannot format times with {format:?}: {e}"))?;
+            .map_err(|e| format!("cannot format times with {written:?}: {e}{}", hint(&e)))?;
         time_format
             .try_parse(&sample, reference.year())
-            .map_err(|e| format!("cannot parse times written as {format:?} ({sample:?}): {e}"))?;
+            .map_err(|e| format!("cannot parse times written as {written:?} ({sample:?}): {e}"))?;
         Ok(time_format)
     }
 
@@ -76,6 +95,10 @@ impl TimeFormat {
             (Err(_), Some(zulu)) if value.ends_with(['Z', 'z']) => {
                 BrokenDownTime::parse(zulu, value)
             }
+            (Err(error), _) => match &self.colon {
+                Some(colon) => BrokenDownTime::parse(colon, value).map_err(|_| error),
+                None => Err(error),
+            },
             (parsed, _) => parsed,
         };
         let mut time = parsed?;
@@ -93,6 +116,38 @@ impl TimeFormat {
             .precision(Some(9))
             .print_timestamp(&instant, &mut out)?;
         Ok(out)
+    }
+}
+
+/// `written` with Fluent Bit's `%L` (fractional seconds) as jiff's `%f`; `%%` is kept
+/// whole, so `%%L` stays a literal `%L`.
+fn jiff_format(written: &str) -> String {
+    let mut out = String::with_capacity(written.len());
+    let mut rest = written;
+    while let Some(at) = rest.find('%') {
+        let (plain, directive) = rest.split_at(at);
+        out.push_str(plain);
+        let (taken, len) = match directive.as_bytes().get(1) {
+            Some(b'L') => ("%f", 2),
+            Some(b'%') => ("%%", 2),
+            _ => ("%", 1),
+        };
+        out.push_str(taken);
+        rest = directive.get(len..).unwrap_or_default();
+    }
+    out.push_str(rest);
+    out
+}
+
+/// What to add to jiff's error about a format: for an unknown specifier, the ones that
+/// read fractional seconds, the usual reason for one (`%3L`, `%l`, `%u` in Ruby or Java
+/// formats).
+fn hint(error: &jiff::Error) -> &'static str {
+    if error.to_string().contains("unrecognized") {
+        "; fractional seconds are written %L (Fluent Bit), %f, %N or %.f (optional, with its \
+         dot), and an offset %z or %:z"
+    } else {
+        ""
     }
 }
 
@@ -179,6 +234,81 @@ mod tests {
         for format in ["%H:%M:%S", "%Y-%m-%d %Z", "%Q%Q%K", "no directives", "%c"] {
             let error = TimeFormat::new(format).unwrap_err();
             assert!(error.contains(format), "{format:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn fluent_bit_fractional_seconds_are_read_to_the_nanosecond() {
+        let cases = [
+            // Fluent Bit's docker and cri parsers, and the forms users write.
+            (
+                "%Y-%m-%dT%H:%M:%S.%L",
+                "2019-12-19T17:41:12.70630778Z",
+                "2019-12-19T17:41:12.706307780Z",
+            ),
+            (
+                "%Y-%m-%dT%H:%M:%S.%L%z",
+                "2016-10-06T00:17:09.669794202Z",
+                "2016-10-06T00:17:09.669794202Z",
+            ),
+            (
+                "%Y-%m-%dT%H:%M:%S.%L%z",
+                "2016-10-06T02:17:09.669794202+02:00",
+                "2016-10-06T00:17:09.669794202Z",
+            ),
+            (
+                "%Y-%m-%dT%H:%M:%S.%L%z",
+                "2016-10-06T00:17:09.1-0130",
+                "2016-10-06T01:47:09.100000000Z",
+            ),
+            (
+                "%d/%b/%Y:%H:%M:%S.%L",
+                "10/Oct/2000:13:55:36.123",
+                "2000-10-10T13:55:36.123000000Z",
+            ),
+            (
+                "%Y-%m-%d %H:%M:%S,%L",
+                "2024-02-29 23:59:59,000001",
+                "2024-02-29T23:59:59.000001000Z",
+            ),
+            (
+                "%Y-%m-%dT%H:%M:%S.%N",
+                "2024-02-29T23:59:59.999999999",
+                "2024-02-29T23:59:59.999999999Z",
+            ),
+            (
+                "%Y-%m-%dT%H:%M:%S.%f",
+                "2024-02-29T23:59:59.5",
+                "2024-02-29T23:59:59.500000000Z",
+            ),
+            (
+                "%Y-%m-%dT%H:%M:%S%.f",
+                "2024-02-29T23:59:59",
+                "2024-02-29T23:59:59.000000000Z",
+            ),
+        ];
+        for (format, value, want) in cases {
+            let time_format = TimeFormat::new(format).unwrap();
+            assert_eq!(
+                time_format.parse(value, 1999).as_deref(),
+                Some(want),
+                "{format:?} {value:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_literal_percent_before_l_is_not_fractional_seconds() {
+        assert_eq!(jiff_format("%Y %%L %L"), "%Y %%L %f");
+        assert_eq!(jiff_format("100%"), "100%");
+    }
+
+    #[test]
+    fn an_unknown_specifier_is_refused_naming_the_accepted_ones() {
+        for format in ["%Y-%m-%dT%H:%M:%S.%K", "%Y-%m-%dT%H:%M:%S.%E"] {
+            let error = TimeFormat::new(format).unwrap_err();
+            assert!(error.contains(format), "{error}");
+            assert!(error.contains("%L (Fluent Bit), %f, %N"), "{error}");
         }
     }
 }

@@ -14,13 +14,14 @@
 //! is shipped as it stands, flagged `truncated` ([`Processor::cut_oldest_pending`]; issue
 //! 17: 500 files each waiting for its line's end took 218 MiB with a 16 MiB limit).
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use super::joining::{FileJoiners, JoinSettings};
 
-use crate::decode::{self, DecodeError, Format, Message, Reassembler, Stream};
+use crate::decode::{self, DecodeError, Decoded, Format, Message, Reassembler, Stream};
 use crate::enrich::{Enricher, FileContext, Outcome};
 use crate::kube::{LogFileInfo, Metadata, Missing, NamespaceMeta, PodMeta};
 use crate::sink::{AckId, Rendered};
@@ -98,6 +99,9 @@ struct OpenFile {
     subject: Subject,
     format: Option<Format>,
     reassembler: Reassembler,
+    /// The CRI line the reader is cutting into pieces (no newline within its limit), from
+    /// its first piece's prefix; `None` when there is none or its prefix could not be read.
+    cut_line: Option<CutLine>,
     /// Where the line each stream is still reassembling began (stdout, stderr): no offset
     /// may be acknowledged past it, or a crash would lose its first pieces.
     pending_start: [Option<u64>; 2],
@@ -377,6 +381,7 @@ impl Processor {
             subject,
             format: None,
             reassembler: Reassembler::new(self.max_line_bytes),
+            cut_line: None,
             pending_start: [None, None],
             next_seq: 0,
             offset,
@@ -498,6 +503,7 @@ impl Processor {
         let mut decoder = LineDecoder {
             format: &mut state.format,
             reassembler: &mut state.reassembler,
+            cut_line: &mut state.cut_line,
             pending_start: &mut state.pending_start,
             joiners: &mut state.joiners,
         };
@@ -509,7 +515,7 @@ impl Processor {
                     let line = &lines.data[start..end];
                     let offset = lines.start + start as u64;
                     if start == 0 && lines.continued {
-                        out.raw_piece(line, false);
+                        decoder.cut_piece(line, true, false, &mut out);
                     } else {
                         decoder.decode(line, offset, false, &mut out);
                     }
@@ -517,12 +523,16 @@ impl Processor {
                     lines_read += 1;
                 }
             }
+            LineEnd::Cut if lines.continued => {
+                decoder.cut_piece(&lines.data, false, false, &mut out);
+                lines_read += 1;
+            }
             LineEnd::Cut => {
-                out.raw_piece(&lines.data, false);
+                decoder.cut_start(&lines.data, lines.start, &mut out);
                 lines_read += 1;
             }
             LineEnd::EndOfFile if lines.continued => {
-                out.raw_piece(&lines.data, true);
+                decoder.cut_piece(&lines.data, true, true, &mut out);
                 lines_read += 1;
             }
             LineEnd::EndOfFile => {
@@ -597,11 +607,23 @@ fn count_refused(counts: &mut HashMap<String, u64>, context: &FileContext, recor
     }
 }
 
-/// Decodes a file's lines, keeping its format, its reassembler and where pending lines
-/// began, and hands whole lines to its multiline joiners.
+/// A CRI line the reader cuts into pieces because no newline came within its limit: what
+/// its first piece's prefix said, for the pieces after it, which have none.
+#[derive(Debug)]
+struct CutLine {
+    /// The runtime's time, in the record's form.
+    time: String,
+    stream: Stream,
+    /// The line's tag was `F`: its last piece ends the container's line.
+    ends_line: bool,
+}
+
+/// Decodes a file's lines, keeping its format, its reassembler, the line being cut, and
+/// where pending lines began, and hands whole lines to its multiline joiners.
 struct LineDecoder<'a> {
     format: &'a mut Option<Format>,
     reassembler: &'a mut Reassembler,
+    cut_line: &'a mut Option<CutLine>,
     pending_start: &'a mut [Option<u64>; 2],
     joiners: &'a mut FileJoiners,
 }
@@ -648,6 +670,64 @@ impl LineDecoder<'_> {
         if at_end {
             self.reassembler.flush(&mut route);
             *self.pending_start = [None, None];
+        }
+    }
+
+    /// The first piece of a line the reader cut (no newline within its limit), at `offset`.
+    /// A CRI piece is decoded as far as it goes: its message starts a line of its stream in
+    /// the reassembler, which ships it in `max_line_bytes` pieces flagged `truncated`, with
+    /// its stream and time. Anything else (a docker entry cannot be decoded without its
+    /// end) is shipped raw in pieces of at most `max_line_bytes`.
+    fn cut_start(&mut self, piece: &[u8], offset: u64, out: &mut ChunkWriter<'_>) {
+        if self.format.is_none() {
+            *self.format = decode::detect(piece);
+        }
+        let decoded = match *self.format {
+            Some(Format::Cri) => Format::Cri.decode(piece).ok(),
+            Some(Format::Docker) | None => None,
+        };
+        let Some(decoded) = decoded else {
+            *self.cut_line = None;
+            return out.raw_pieces(piece, false, self.reassembler.max_line_bytes());
+        };
+        *self.cut_line = Some(CutLine {
+            time: decoded.time.to_string(),
+            stream: decoded.stream,
+            ends_line: !decoded.partial,
+        });
+        self.pending_start[usize::from(decoded.stream == Stream::Stderr)].get_or_insert(offset);
+        let decoded = Decoded {
+            partial: true,
+            ..decoded
+        };
+        self.reassembler
+            .push(decoded, &mut |message| out.message(&message));
+    }
+
+    /// A later piece of a line the reader cut: `last` when it is the line's end (a newline
+    /// followed it), `at_end` when the file ended before the line did.
+    fn cut_piece(&mut self, piece: &[u8], last: bool, at_end: bool, out: &mut ChunkWriter<'_>) {
+        let Some(cut) = self.cut_line.as_ref() else {
+            return out.raw_pieces(piece, at_end, self.reassembler.max_line_bytes());
+        };
+        let stream = cut.stream;
+        let partial = !(last && cut.ends_line) || at_end;
+        let decoded = Decoded {
+            time: Cow::Borrowed(cut.time.as_str()),
+            stream,
+            message: Cow::Borrowed(piece),
+            partial,
+        };
+        self.reassembler
+            .push(decoded, &mut |message| out.message(&message));
+        if last {
+            *self.cut_line = None;
+        }
+        if at_end {
+            self.reassembler.flush(&mut |message| out.message(&message));
+            *self.pending_start = [None, None];
+        } else if !partial {
+            self.pending_start[usize::from(stream == Stream::Stderr)] = None;
         }
     }
 }
@@ -718,17 +798,34 @@ impl<'a> ChunkWriter<'a> {
         self.end_record();
     }
 
-    /// A piece of a line too long to hold whole (no newline within the reader's limit):
-    /// shipped raw, flagged `truncated`, never decoded on its own.
-    fn raw_piece(&mut self, piece: &[u8], partial: bool) {
+    /// A piece of a line too long to hold whole (no newline within the reader's limit)
+    /// whose runtime framing could not be read: shipped raw in records of at most `max`
+    /// bytes (cut between UTF-8 characters where it can be), flagged `truncated`. `partial`
+    /// flags the last one.
+    fn raw_pieces(&mut self, piece: &[u8], partial: bool, max: usize) {
         if self.context.all_excluded() {
             self.excluded += 1;
             return;
         }
-        self.enricher
-            .render_raw_piece(self.context, piece, self.now, partial, &mut self.json);
-        self.errors += 1;
-        self.end_record();
+        let mut rest = piece;
+        loop {
+            let cut = utf8_cut(rest, max);
+            let (head, tail) = rest.split_at(cut);
+            let last = tail.is_empty();
+            self.enricher.render_raw_piece(
+                self.context,
+                head,
+                self.now,
+                partial && last,
+                &mut self.json,
+            );
+            self.errors += 1;
+            self.end_record();
+            if last {
+                return;
+            }
+            rest = tail;
+        }
     }
 
     fn add_counts(&self, stats: &mut ProcessStats) {
@@ -762,6 +859,20 @@ impl<'a> ChunkWriter<'a> {
             ends: self.ends,
         }
     }
+}
+
+/// Where to cut `bytes` for a piece of at most `max` bytes (at least 1): before the UTF-8
+/// character that `max` would split, unless that leaves nothing.
+fn utf8_cut(bytes: &[u8], max: usize) -> usize {
+    let max = max.max(1);
+    if bytes.len() <= max {
+        return bytes.len();
+    }
+    let starts_char = |at: usize| bytes.get(at).is_some_and(|&b| b & 0xc0 != 0x80);
+    (max.saturating_sub(3)..=max)
+        .rev()
+        .find(|&at| at > 0 && starts_char(at))
+        .unwrap_or(max)
 }
 
 /// The current time in RFC 3339 with nanoseconds: the time of records whose line carries
