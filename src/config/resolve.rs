@@ -75,6 +75,27 @@ impl<'a> Origin<'a> {
         ConfigError::new(self.file, key, reason)
     }
 
+    /// Takes the `type` string out of the table at dotted `key` (a sink, a transform);
+    /// `types` lists the accepted ones for the error.
+    pub(super) fn take_type(
+        &self,
+        key: &str,
+        table: &mut toml::Table,
+        types: &str,
+    ) -> Result<String, ConfigError> {
+        match table.remove("type") {
+            Some(toml::Value::String(kind)) => Ok(kind),
+            Some(_) => Err(self.error(
+                format!("{key}.type"),
+                format!("expected a string, one of: {types}"),
+            )),
+            None => Err(self.error(
+                key,
+                format!("missing key \"type\" (expected one of: {types})"),
+            )),
+        }
+    }
+
     /// `text` as a path, relative ones taken from the config file's folder. Empty is an error.
     pub(super) fn path(&self, key: &str, text: &str) -> Result<PathBuf, ConfigError> {
         if text.is_empty() {

@@ -86,17 +86,7 @@ fn sink_kind(
     route: &RouteConfig,
     origin: &Origin<'_>,
 ) -> Result<SinkKind, ConfigError> {
-    let kind = match table.remove("type") {
-        Some(toml::Value::String(kind)) => kind,
-        Some(_) => {
-            let reason = format!("expected a string, one of: {SINK_TYPES}");
-            return Err(origin.error(format!("{key}.type"), reason));
-        }
-        None => {
-            let reason = format!("missing key \"type\" (expected one of: {SINK_TYPES})");
-            return Err(origin.error(key, reason));
-        }
-    };
+    let kind = origin.take_type(key, &mut table, SINK_TYPES)?;
     match kind.as_str() {
         "stdout" => options::<NoOptions>(key, table, origin).map(|_| SinkKind::Stdout),
         "null" => options::<NoOptions>(key, table, origin).map(|_| SinkKind::Null),

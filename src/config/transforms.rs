@@ -135,17 +135,7 @@ fn transform(
     own_keys: &[&str],
     origin: &Origin<'_>,
 ) -> Result<Transform, ConfigError> {
-    let kind = match table.remove("type") {
-        Some(toml::Value::String(kind)) => kind,
-        Some(_) => {
-            let reason = format!("expected a string, one of: {TRANSFORM_TYPES}");
-            return Err(origin.error(format!("{key}.type"), reason));
-        }
-        None => {
-            let reason = format!("missing key \"type\" (expected one of: {TRANSFORM_TYPES})");
-            return Err(origin.error(key, reason));
-        }
-    };
+    let kind = origin.take_type(key, &mut table, TRANSFORM_TYPES)?;
     let matcher = table
         .remove("match")
         .map(|value| match_table(&format!("{key}.match"), value, origin))
