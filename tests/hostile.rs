@@ -160,53 +160,11 @@ fn a_line_of_deeply_nested_json_is_shipped_as_text_without_overflowing_the_stack
     assert_eq!(records[1]["log"], "next");
 }
 
-/// Runs `shiplog --config CONFIG --once` as user `nobody` (through util-linux's `setpriv`),
-/// with the node's folder opened to it, so that a file mode 000 really is unreadable (root
-/// reads anything). `None` when not root or without `setpriv`: the caller says so and passes.
+/// `shiplog --config CONFIG --once` as user `nobody`, which must succeed (see
+/// [`util::shiplog_as_nobody`]).
 fn run_once_as_nobody(node: &Node, config: &std::path::Path) -> Option<std::process::Output> {
-    use std::os::unix::fs::PermissionsExt;
-    use std::process::Command;
-    let is_root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|out| out.stdout == b"0\n");
-    let has_setpriv = Command::new("setpriv").arg("--version").output().is_ok();
-    if !is_root || !has_setpriv {
-        return None;
-    }
-    let as_nobody = |program: &std::path::Path| {
-        let mut command = Command::new("setpriv");
-        command
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-            .arg(program)
-            .env("RUST_LOG", "warn");
-        command
-    };
-    // The binary may sit where nobody cannot reach it (a private home): then a copy does.
-    let mut binary = std::path::PathBuf::from(env!("CARGO_BIN_EXE_shiplog"));
-    let runs = as_nobody(&binary)
-        .arg("--version")
-        .stdout(std::process::Stdio::null())
-        .status();
-    if !runs.is_ok_and(|s| s.success()) {
-        let copy = node.path("shiplog");
-        fs::copy(&binary, &copy).expect("copy the binary");
-        binary = copy;
-    }
-    let mut dirs = vec![node.path("")];
-    while let Some(dir) = dirs.pop() {
-        fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).expect("chmod");
-        for entry in fs::read_dir(&dir).expect("list") {
-            let entry = entry.expect("entry");
-            if entry.file_type().expect("type").is_dir() {
-                dirs.push(entry.path());
-            }
-        }
-    }
-    let output = as_nobody(&binary)
-        .args(["--config", config.to_str().expect("UTF-8"), "--once"])
-        .output()
-        .expect("shiplog runs");
+    let config = config.to_str().expect("UTF-8");
+    let output = util::shiplog_as_nobody(node, &["--config", config, "--once"])?;
     assert!(output.status.success(), "{}", util::stderr(&output));
     Some(output)
 }

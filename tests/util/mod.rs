@@ -489,3 +489,53 @@ pub fn assert_offsets_held_back(state: &Path, bound: u64, outage: std::time::Dur
         std::thread::sleep(std::time::Duration::from_millis(500));
     }
 }
+
+/// Runs shiplog with `args` as user `nobody` (util-linux's `setpriv`), with the node's
+/// folders opened to it, so that a file mode 000 really is unreadable (root reads
+/// anything). `None` when not root or without `setpriv`: the caller says so and passes.
+pub fn shiplog_as_nobody(node: &Node, args: &[&str]) -> Option<Output> {
+    use std::os::unix::fs::PermissionsExt;
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|out| out.stdout == b"0\n");
+    let has_setpriv = Command::new("setpriv").arg("--version").output().is_ok();
+    if !is_root || !has_setpriv {
+        return None;
+    }
+    let as_nobody = |program: &Path| {
+        let mut command = Command::new("setpriv");
+        command
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(program)
+            .env("RUST_LOG", "warn");
+        command
+    };
+    // The binary may sit where nobody cannot reach it (a private home): then a copy does.
+    let mut binary = PathBuf::from(env!("CARGO_BIN_EXE_shiplog"));
+    let runs = as_nobody(&binary)
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .status();
+    if !runs.is_ok_and(|s| s.success()) {
+        let copy = node.path("shiplog");
+        fs::copy(&binary, &copy).expect("copy the binary");
+        binary = copy;
+    }
+    let mut dirs = vec![node.path("")];
+    while let Some(dir) = dirs.pop() {
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).expect("chmod");
+        for entry in fs::read_dir(&dir).expect("list") {
+            let entry = entry.expect("entry");
+            if entry.file_type().expect("type").is_dir() {
+                dirs.push(entry.path());
+            }
+        }
+    }
+    Some(
+        as_nobody(&binary)
+            .args(args)
+            .output()
+            .expect("shiplog runs"),
+    )
+}
